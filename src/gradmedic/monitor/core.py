@@ -1,0 +1,749 @@
+"""The gradient-flow Monitor.
+
+Backpropagation multiplies per-layer factors (article section 1.1; Glorot & Bengio 2010,
+eq. 6): the gradient that reaches layer ``l``'s input is the one at its output times the
+layer's Jacobian, ``dL/dx_l = J_l^T dL/dy_l``. The Monitor measures, per recorded step:
+
+* ``grad_norm``, ``param_norm`` and ``update_ratio`` ``||dW|| / ||W||`` per parameter, and the
+  module aggregate ``grad_norm`` (root of the summed squares over the module's own parameters);
+* the backward signal ``signal_out = ||dL/dy_l||`` at each module's output, ``signal_in =
+  ||dL/dx_l||`` at its input and the gain ``alpha_l = signal_in / signal_out``; over a chain
+  of L layers the gains multiply to the end-to-end ratio (``0.9**20 = 0.1216``);
+* activation statistics of activation modules: mean ``phi'(x)`` and ``phi'(x)^2``, saturated
+  fraction (``|phi'| < 1%`` of its maximum), dead fraction (units zero for every sample of
+  the batch), mean/std of the output and the mean square of the pre-activation ``q``;
+* for nn.RNN / nn.LSTM / nn.GRU the gradient reaching every time step: ``input_grad_t =
+  ||dL/dx_t||`` (always, cheap) and, on request, ``hidden_grad_t = ||dL/dh_t||`` by unrolling
+  the cell with the weights of that forward pass (Pascanu, Mikolov & Bengio 2013);
+* the first module whose output (forward order) or output gradient (backward order) is not
+  finite.
+
+The gain at a module measures that module's own contribution: ``signal_in`` is the
+vector-Jacobian product through the module alone, even when its input also feeds a skip
+connection (the Monitor gives the module a private view of its input). For a residual block
+``y = x + F(x)`` hooked as one module the gain is that of the whole block, identity included.
+
+Example::
+
+    >>> model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Tanh(), torch.nn.Linear(4, 1))
+    >>> opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    >>> with Monitor(model, optimizer=opt) as mon:
+    ...     for _ in range(3):
+    ...         opt.zero_grad()
+    ...         loss = model(torch.randn(8, 4)).pow(2).mean()
+    ...         loss.backward()
+    ...         mon.observe(loss)
+    ...         opt.step()
+    >>> sorted(mon.frame()["quantity"].unique())[:3]
+    ['act_mean', 'act_std', 'dead_frac']
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import functools
+import json
+import math
+import platform
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from torch import nn
+
+from .. import __version__
+from ..activations import SATURATION_FRACTION, derivative_for, is_activation
+from ..errors import ConfigError, GradmedicError, ModelError
+from ..trace import Row, Trace, TraceWriter, frame_from_rows, read_trace
+from .rnn import RNN_TYPES, unrolled_hidden_grads
+from .schedule import Schedule, ScheduleLike
+
+__all__ = ["Monitor", "NonFiniteError"]
+
+_RNN_TYPES = RNN_TYPES
+
+
+class NonFiniteError(GradmedicError):
+    """Raised at the end of a step when ``halt_on_nonfinite=True`` and a value was not finite."""
+
+
+ModuleSelector = str | type | Sequence[str | type] | None
+
+
+def _tensors(obj: Any) -> list[torch.Tensor]:
+    """Floating-point tensors in a (nested) output."""
+    if isinstance(obj, torch.Tensor):
+        return [obj] if obj.is_floating_point() or obj.is_complex() else []
+    if isinstance(obj, (list, tuple)):
+        return [t for o in obj for t in _tensors(o)]
+    if isinstance(obj, dict):
+        return [t for o in obj.values() for t in _tensors(o)]
+    return []
+
+
+def _sq_norm(g: torch.Tensor) -> torch.Tensor:
+    g = g.detach()
+    if g.dtype in (torch.float16, torch.bfloat16):
+        g = g.float()
+    return torch.linalg.vector_norm(g).square()
+
+
+class Monitor:
+    """Record gradient flow of ``model`` during training, with hooks it owns and always removes.
+
+    Args:
+        model: any ``nn.Module``.
+        optimizer: when given, steps are counted by the optimizer's own step hooks (so gradient
+            accumulation records once per optimizer step) and ``update_ratio`` is measured.
+            Without it call :meth:`step` once per training step, after ``backward``.
+        trace: path of a SQLite trace to append to (crash-safe); ``None`` keeps rows in memory.
+        every: record every k-th step (default 1); or pass ``schedule``.
+        schedule: what steps to record gradient norms and backward signals (overrides ``every``).
+        activations: schedule of activation statistics (default: same as ``schedule``).
+        rnn_time: schedule of RNN ``input_grad_t`` profiles (default: same as ``schedule``).
+        rnn_hidden: schedule of exact ``hidden_grad_t`` profiles by unrolling (default never).
+        modules: which modules to hook: ``None`` = all leaf modules; glob(s) on qualified names
+            (``"layers.*"``) and/or module types (``nn.Linear``).
+        signal: measure the backward signal and gains (default True).
+        nonfinite: check every step's outputs and gradients for NaN/Inf (default True). On
+            unrecorded steps only a cheap check of the summed gradient runs; if it trips, the
+            following steps are recorded in full until the origin is named.
+        halt_on_nonfinite: raise :class:`NonFiniteError` at the step where a value went non-finite.
+        scaler: an AMP ``GradScaler``; backward signals are divided by its scale and the trace
+            marks them unscaled (``meta.amp``).
+        metadata: extra run metadata (seed, command, ...) written to the trace.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        optimizer: torch.optim.Optimizer | None = None,
+        trace: str | Path | None = None,
+        every: int = 1,
+        schedule: ScheduleLike = None,
+        activations: ScheduleLike | None = None,
+        rnn_time: ScheduleLike | None = None,
+        rnn_hidden: ScheduleLike = False,
+        modules: ModuleSelector = None,
+        signal: bool = True,
+        nonfinite: bool = True,
+        halt_on_nonfinite: bool = False,
+        scaler: Any | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise ModelError(
+                f"Monitor needs a torch.nn.Module, got {type(model).__name__}; pass your model"
+            )
+        self.model = model
+        self.optimizer = optimizer
+        self.schedule = Schedule.coerce(schedule if schedule is not None else every)
+        self.act_schedule = self.schedule if activations is None else Schedule.coerce(activations)
+        self.rnn_schedule = self.schedule if rnn_time is None else Schedule.coerce(rnn_time)
+        self.hidden_schedule = Schedule.coerce(rnn_hidden)
+        self.signal = signal
+        self.nonfinite = nonfinite
+        self.halt_on_nonfinite = halt_on_nonfinite
+        self.scaler = scaler
+        self._selector = modules
+        self._metadata = dict(metadata or {})
+        self._trace_path = Path(trace) if trace is not None else None
+        self._writer: TraceWriter | None = None
+        self._rows: list[Row] = []
+        self._handles: list[Any] = []
+        self._tensor_handles: list[Any] = []
+        self._attached = False
+        self.step_index = 0
+        self.events: list[dict[str, Any]] = []
+        self._forensics = False
+        self._names: dict[nn.Module, str] = {}
+        self._param_names: list[tuple[str, str, nn.Parameter]] = []
+        self._reset_step()
+
+    # ------------------------------------------------------------------ lifecycle
+    def __enter__(self) -> Monitor:
+        return self.attach()
+
+    def __exit__(self, *exc: object) -> None:
+        self.detach()
+
+    def attach(self) -> Monitor:
+        """Register the hooks. Idempotent; returns ``self``."""
+        if self._attached:
+            return self
+        seen: set[int] = set()
+        self._param_names = []
+        for mname, module in self.model.named_modules():
+            for pname, p in module.named_parameters(recurse=False):
+                if id(p) in seen:  # tied weights: counted once, under the first owner
+                    continue
+                seen.add(id(p))
+                self._param_names.append((mname, pname, p))
+        if not self._param_names:
+            raise ModelError(
+                f"{type(self.model).__name__} has no parameters; the Monitor measures gradients "
+                "of trainable parameters, so give it a model that has some"
+            )
+        selected = self._select_modules()
+        self._names = {m: n for n, m in selected}
+        try:
+            for name, module in selected:
+                self._handles.append(
+                    module.register_forward_pre_hook(functools.partial(self._pre_hook, name))
+                )
+                self._handles.append(
+                    module.register_forward_hook(functools.partial(self._fwd_hook, name))
+                )
+            if self.optimizer is not None:
+                self._handles.append(self.optimizer.register_step_pre_hook(self._opt_pre))
+                self._handles.append(self.optimizer.register_step_post_hook(self._opt_post))
+            if self._trace_path is not None:
+                self._writer = TraceWriter(self._trace_path)
+                self._writer.set_meta(self._run_metadata())
+                self._writer.set_modules(self._module_rows())
+        except BaseException:
+            self._remove_hooks()
+            raise
+        self._attached = True
+        return self
+
+    def detach(self) -> None:
+        """Remove every hook of ours (module, optimizer and tensor hooks) and close the trace.
+
+        Safe to call after an exception in the user's forward or backward, and more than once.
+        """
+        self._remove_hooks()
+        self._reset_step()
+        if self._writer is not None:
+            self._writer.set_meta({"finished": time.time(), "steps": self.step_index})
+            self._writer.close()
+            self._writer = None
+        self._attached = False
+
+    def _remove_hooks(self) -> None:
+        for h in self._handles + self._tensor_handles:
+            h.remove()
+        self._handles.clear()
+        self._tensor_handles.clear()
+
+    # ------------------------------------------------------------------ selection
+    def _select_modules(self) -> list[tuple[str, nn.Module]]:
+        sel = self._selector
+        items = list(self.model.named_modules())
+        if sel is None:
+            return [(n, m) for n, m in items if not any(True for _ in m.children())]
+        sels = [sel] if isinstance(sel, (str, type)) else list(sel)
+        globs = [s for s in sels if isinstance(s, str)]
+        types = tuple(s for s in sels if isinstance(s, type))
+        bad = [s for s in sels if not isinstance(s, (str, type))]
+        if bad:
+            raise ConfigError(
+                f"modules= takes glob strings and nn.Module types, got {bad!r}; "
+                "e.g. modules=['encoder.*', torch.nn.Linear]"
+            )
+        out = [
+            (n, m)
+            for n, m in items
+            if (types and isinstance(m, types)) or any(fnmatch.fnmatchcase(n, g) for g in globs)
+        ]
+        if not out:
+            names = ", ".join(n for n, _ in items if n)[:300]
+            raise ConfigError(
+                f"modules={sel!r} matches no module of {type(self.model).__name__}; "
+                f"module names are: {names}"
+            )
+        return out
+
+    # ------------------------------------------------------------------ per-step state
+    def _reset_step(self) -> None:
+        for h in getattr(self, "_tensor_handles", []):
+            h.remove()
+        self._tensor_handles = []
+        self._sig_out: dict[str, list[torch.Tensor]] = defaultdict(list)
+        self._sig_in: dict[str, list[torch.Tensor]] = defaultdict(list)
+        self._calls: dict[str, int] = defaultdict(int)
+        self._act: dict[str, list[torch.Tensor]] = defaultdict(list)
+        self._pending_pre: dict[str, list[torch.Tensor]] = defaultdict(list)
+        self._rnn_t: dict[str, list[torch.Tensor]] = defaultdict(list)
+        self._rnn_capture: dict[str, dict[str, Any]] = {}
+        self._fwd_flags: list[tuple[str, torch.Tensor]] = []
+        self._bwd_order: list[tuple[str, torch.Tensor]] = []
+        self._losses: list[torch.Tensor] = []
+        self._snapshot: list[torch.Tensor] | None = None
+
+    def _recording(self) -> bool:
+        return self._forensics or self.schedule(self.step_index)
+
+    # ------------------------------------------------------------------ hooks
+    def _pre_hook(self, name: str, module: nn.Module, args: tuple) -> tuple | None:
+        if not torch.is_grad_enabled():
+            return None
+        step = self.step_index
+        rec = self._recording()
+        act = is_activation(module) and (self._forensics or self.act_schedule(step))
+        rnn = isinstance(module, _RNN_TYPES) and (rec or self.rnn_schedule(step))
+        if act and args and isinstance(args[0], torch.Tensor):
+            self._pre_activation_stats(name, module, args[0])
+        if isinstance(module, _RNN_TYPES) and self.hidden_schedule(step):
+            self._capture_rnn(name, module, args)
+        if not ((rec and self.signal) or rnn):
+            return None
+        inplace = bool(getattr(module, "inplace", False))
+        new_args = list(args)
+        changed = False
+        for i, a in enumerate(args):
+            if not isinstance(a, torch.Tensor) or not a.is_floating_point():
+                continue
+            if inplace:
+                if a.requires_grad:  # a hook before the in-place op sees dL/d(input)
+                    self._hook_tensor(a, name, "in", module, rnn)
+                continue
+            a2 = a.view_as(a) if a.requires_grad else a.detach().requires_grad_(True)
+            self._hook_tensor(a2, name, "in", module, rnn)
+            new_args[i] = a2
+            changed = True
+        return tuple(new_args) if changed else None
+
+    def _fwd_hook(self, name: str, module: nn.Module, args: tuple, output: Any) -> None:
+        if not torch.is_grad_enabled():
+            return
+        step = self.step_index
+        rec = self._recording()
+        self._calls[name] += 1
+        outs = _tensors(output)
+        if rec and self.nonfinite and outs:
+            with torch.no_grad():
+                flag = torch.stack([torch.isfinite(t).all() for t in outs]).all()
+            self._fwd_flags.append((name, flag))
+        if is_activation(module) and outs and (self._forensics or self.act_schedule(step)):
+            self._post_activation_stats(name, outs[0])
+        if rec and self.signal:
+            for t in outs:
+                if t.requires_grad:
+                    self._hook_tensor(t, name, "out", module, False)
+        cap = self._rnn_capture.get(name)
+        if cap is not None:
+            grads = cap.setdefault("grads", {})
+            for i, t in enumerate(outs):
+                if t.requires_grad:
+                    hook = functools.partial(grads.__setitem__, i)
+                    self._tensor_handles.append(t.register_hook(lambda g, h=hook: h(g.detach())))
+
+    def _hook_tensor(
+        self, t: torch.Tensor, name: str, side: str, module: nn.Module, rnn_time: bool
+    ) -> None:
+        if side == "out":
+            fn = functools.partial(self._on_out_grad, name)
+        else:
+            fn = functools.partial(self._on_in_grad, name, module if rnn_time else None)
+        self._tensor_handles.append(t.register_hook(fn))
+
+    def _on_out_grad(self, name: str, g: torch.Tensor) -> None:
+        sq = _sq_norm(g)
+        self._sig_out[name].append(sq)
+        self._bwd_order.append((name, sq))
+
+    def _on_in_grad(self, name: str, rnn_module: nn.Module | None, g: torch.Tensor) -> None:
+        if self._recording() and self.signal:
+            self._sig_in[name].append(_sq_norm(g))
+        if rnn_module is not None and g.dim() >= 2:
+            gd = g.detach().float()
+            if g.dim() == 2:  # unbatched (T, F)
+                per_t = gd.square().sum(dim=1)
+            elif getattr(rnn_module, "batch_first", False):
+                per_t = gd.square().sum(dim=(0, 2))
+            else:
+                per_t = gd.square().sum(dim=(1, 2))
+            self._rnn_t[name].append(per_t)
+
+    def _pre_activation_stats(self, name: str, module: nn.Module, x: torch.Tensor) -> None:
+        d = derivative_for(module)
+        if d is None:
+            return
+        with torch.no_grad():
+            xd = x.detach()
+            dphi = d.fn(xd.float() if xd.dtype != torch.float64 else xd)
+            a = dphi.abs()
+            stats = torch.stack(
+                [
+                    dphi.mean(),
+                    dphi.square().mean(),
+                    (a < SATURATION_FRACTION * d.max_slope).float().mean(),
+                    xd.float().square().mean(),
+                ]
+            )
+        self._pending_pre[name].append(stats)
+
+    def _post_activation_stats(self, name: str, y: torch.Tensor) -> None:
+        pending = self._pending_pre.get(name)
+        if not pending:
+            return
+        pre = pending.pop()
+        with torch.no_grad():
+            yd = y.detach().float()
+            if yd.dim() >= 2:
+                dead = (yd == 0).all(dim=0).float().mean()
+            else:
+                dead = (yd == 0).float().mean()
+            post = torch.stack([dead, yd.mean(), yd.std() if yd.numel() > 1 else yd.sum() * 0])
+        self._act[name].append(torch.cat([pre, post]))
+
+    def _capture_rnn(self, name: str, module: nn.Module, args: tuple) -> None:
+        if getattr(module, "bidirectional", False) or not args:
+            return
+        x = args[0]
+        if not isinstance(x, torch.Tensor):  # PackedSequence: not supported for unrolling
+            return
+        hx = args[1] if len(args) > 1 else None
+        detach = lambda t: t.detach().clone() if isinstance(t, torch.Tensor) else t  # noqa: E731
+        self._rnn_capture[name] = {
+            "module": module,
+            "x": x.detach(),
+            "hx": tuple(detach(h) for h in hx) if isinstance(hx, tuple) else detach(hx),
+            "weights": {k: v.detach().clone() for k, v in module.named_parameters()},
+        }
+
+    # ------------------------------------------------------------------ stepping
+    def observe(self, loss: torch.Tensor | float) -> None:
+        """Record the loss of the current step (no host sync: read at the step's end)."""
+        if isinstance(loss, torch.Tensor):
+            self._losses.append(loss.detach().reshape(-1)[:1].float())
+        else:
+            self._losses.append(torch.tensor([float(loss)]))
+
+    def _opt_pre(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        if self._recording():
+            params = [p for _, _, p in self._param_names if p.grad is not None]
+            self._snapshot = [p.detach().clone() for p in params]
+            self._snap_params = params
+
+    def _opt_post(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        self._finish_step()
+
+    def step(self, loss: torch.Tensor | float | None = None) -> None:
+        """End the current training step (call once per step, after backward).
+
+        Only for use without ``optimizer=``; with an optimizer, steps end by themselves.
+        """
+        if self.optimizer is not None:
+            raise ConfigError(
+                "this Monitor was given the optimizer and ends steps by itself at "
+                "optimizer.step(); do not also call monitor.step()"
+            )
+        if loss is not None:
+            self.observe(loss)
+        self._finish_step()
+
+    def _finish_step(self) -> None:
+        step = self.step_index
+        rec = self._recording()
+        try:
+            if rec:
+                self._record(step)
+            elif self.nonfinite:
+                self._sentinel(step)
+        finally:
+            self._reset_step()
+            self.step_index += 1
+
+    def _grads(self) -> list[tuple[str, str, torch.Tensor, torch.Tensor]]:
+        return [(m, n, p, p.grad) for m, n, p in self._param_names if p.grad is not None]
+
+    def _sentinel(self, step: int) -> None:
+        grads = [g for *_, g in self._grads()]
+        if not grads:
+            return
+        total = sum(
+            torch.stack(torch._foreach_norm(gs)).float().sum().cpu()
+            for gs in _group_by_device_dtype(grads)
+        )
+        if not math.isfinite(float(total)):
+            self._add_event(step, "nonfinite_gradient", None, "detected by the per-step check")
+            self._forensics = True  # record the next steps in full to find the origin
+
+    def _record(self, step: int) -> None:
+        items = self._grads()
+        # Collect every quantity as device tensors, then move them to the host at once.
+        labels: list[tuple[str, str, str, int | None]] = []
+        tensors: list[torch.Tensor] = []
+
+        def put(module: str, param: str, qty: str, value: torch.Tensor, idx0: bool = False):
+            v = value.reshape(-1)
+            if idx0:
+                for i in range(v.numel()):
+                    labels.append((module, param, qty, i))
+            else:
+                labels.append((module, param, qty, None))
+            tensors.append(v.float())
+
+        grads = [g for *_, g in items]
+        params = [p for _, _, p, _ in items]
+        if grads:
+            gnorm = _foreach_norms(grads)
+            pnorm = _foreach_norms([p.detach() for p in params])
+            for (m, n, _, _), gn, pn in zip(items, gnorm, pnorm, strict=True):
+                put(m, n, "grad_norm", gn)
+                put(m, n, "param_norm", pn)
+            if self._snapshot is not None and len(self._snapshot) == len(params):
+                deltas = torch._foreach_sub([p.detach() for p in self._snap_params], self._snapshot)
+                dn = _foreach_norms(deltas)
+                pos = {id(p): i for i, p in enumerate(self._snap_params)}
+                for (m, n, p, _), pn in zip(items, pnorm, strict=True):
+                    if id(p) in pos:
+                        put(m, n, "update_ratio", dn[pos[id(p)]] / pn.clamp_min(1e-30))
+        scale = self._scale_tensor()
+        for name in self._sig_out:
+            s = torch.stack(self._sig_out[name]).sum().sqrt()
+            put(name, "", "signal_out", s / scale if scale is not None else s)
+        for name in self._sig_in:
+            s = torch.stack(self._sig_in[name]).sum().sqrt()
+            put(name, "", "signal_in", s / scale if scale is not None else s)
+        for name, stats in self._act.items():
+            mean = torch.stack(stats).mean(dim=0)
+            for i, q in enumerate(_ACT_FIELDS):
+                put(name, "", q, mean[i])
+        for name, profiles in self._rnn_t.items():
+            if len({p.shape for p in profiles}) == 1:
+                prof = torch.stack(profiles).sum(dim=0).sqrt()
+                put(name, "", "input_grad_t", prof / scale if scale is not None else prof, True)
+        for name, cap in self._rnn_capture.items():
+            if cap.get("grads") and not (cap["module"].training and cap["module"].dropout):
+                for layer, prof in enumerate(unrolled_hidden_grads(cap)):
+                    put(name, f"layer{layer}", "hidden_grad_t", prof, True)
+        if self._losses:
+            put("", "", "loss", torch.stack(self._losses).mean())
+        n_fwd, n_bwd = len(self._fwd_flags), len(self._bwd_order)
+        if n_fwd:
+            tensors.append(torch.stack([f for _, f in self._fwd_flags]).float())
+        if n_bwd:
+            tensors.append(torch.stack([s for _, s in self._bwd_order]).float())
+
+        values = _to_host(tensors)  # the one host synchronisation of this step
+        n_main = len(values) - n_fwd - n_bwd
+        fwd_flags = values[n_main : n_main + n_fwd]
+        bwd_norms = values[n_main + n_fwd :]
+        rows: list[Row] = []
+        mod_sq: dict[str, float] = defaultdict(float)
+        sig: dict[tuple[str, str], float] = {}
+        for (module, param, qty, idx), v in zip(labels, values[:n_main], strict=True):
+            rows.append((step, module, param, qty, idx, v))
+            if qty == "grad_norm" and param:
+                mod_sq[module] += v * v
+            elif qty in ("signal_in", "signal_out"):
+                sig[(module, qty)] = v
+        for module, sq in mod_sq.items():
+            rows.append((step, module, "", "grad_norm", None, math.sqrt(sq)))
+        total_sq = sum(mod_sq.values())
+        rows.append((step, "", "", "grad_norm_total", None, math.sqrt(total_sq)))
+        for name, calls in self._calls.items():
+            if (name, "signal_out") in sig and (name, "signal_in") in sig:
+                out = sig[(name, "signal_out")]
+                gain = sig[(name, "signal_in")] / out if out > 0 else math.nan
+                rows.append((step, name, "", "gain", None, gain))
+            if calls > 1:
+                rows.append((step, name, "", "calls", None, float(calls)))
+        if scale is not None:
+            rows.append((step, "", "", "amp_unscaled", None, 1.0))
+        self._check_nonfinite(step, fwd_flags, bwd_norms, rows, total_sq)
+        self._emit(rows)
+
+    def _check_nonfinite(
+        self,
+        step: int,
+        fwd_flags: list[float],
+        bwd_norms: list[float],
+        rows: list[Row],
+        total_sq: float,
+    ) -> None:
+        if not self.nonfinite:
+            return
+        fwd = next((n for (n, _), ok in zip(self._fwd_flags, fwd_flags) if ok < 0.5), None)
+        bwd = next(
+            (n for (n, _), v in zip(self._bwd_order, bwd_norms) if not math.isfinite(v)), None
+        )
+        found = False
+        if fwd is not None:
+            self._add_event(step, "nonfinite_forward", fwd, "first module whose output is NaN/Inf")
+            rows.append((step, fwd, "", "nonfinite_forward", None, 1.0))
+            found = True
+        if bwd is not None:
+            self._add_event(step, "nonfinite_backward", bwd, "first output gradient NaN/Inf")
+            rows.append((step, bwd, "", "nonfinite_backward", None, 1.0))
+            found = True
+        if not math.isfinite(total_sq):
+            found = True
+            if fwd is None and bwd is None:
+                self._add_event(step, "nonfinite_gradient", None, "a parameter gradient")
+        if found:
+            rows.append((step, "", "", "nonfinite", None, 1.0))
+            self._forensics = False
+            if self.halt_on_nonfinite:
+                self._emit(rows)
+                where = fwd or bwd or "a parameter gradient"
+                raise NonFiniteError(
+                    f"non-finite value at step {step} in {where}; lower the learning rate, clip "
+                    "gradients or fix the module that produced it (see the trace)"
+                )
+
+    def _add_event(self, step: int, kind: str, module: str | None, detail: str) -> None:
+        self.events.append({"step": step, "kind": kind, "module": module, "detail": detail})
+
+    def _scale_tensor(self) -> torch.Tensor | None:
+        if self.scaler is None or not getattr(self.scaler, "is_enabled", lambda: True)():
+            return None
+        get = getattr(self.scaler, "_get_scale_async", None)
+        s = get() if get is not None else torch.tensor(float(self.scaler.get_scale()))
+        return None if s is None else s.detach().float().reshape(())
+
+    def _emit(self, rows: list[Row]) -> None:
+        if self._writer is not None:
+            self._writer.append(rows)
+        else:
+            self._rows.extend(rows)
+
+    # ------------------------------------------------------------------ results
+    def frame(self) -> pd.DataFrame:
+        """All recorded rows as a long DataFrame (step, module, parameter, quantity, idx, value)."""
+        return self.trace().frame
+
+    def trace(self) -> Trace:
+        """The recorded trace (read back from disk when a trace file is used)."""
+        if self._trace_path is not None and self._writer is None and self._trace_path.exists():
+            return read_trace(self._trace_path)
+        if self._writer is not None:
+            return read_trace(self._trace_path)  # WAL: readable while writing
+        meta = self._run_metadata()
+        meta["schema_version"] = 1
+        mods = pd.DataFrame(
+            self._module_rows(), columns=["ord", "name", "type", "activation", "n_params", "info"]
+        )
+        return Trace(frame=frame_from_rows(self._rows), modules=mods, meta=meta)
+
+    def _run_metadata(self) -> dict[str, Any]:
+        n_params = sum(p.numel() for _, _, p in self._param_names)
+        devices = sorted({str(p.device) for _, _, p in self._param_names})
+        meta = {
+            "gradmedic_version": __version__,
+            "torch_version": torch.__version__,
+            "python_version": platform.python_version(),
+            "command": sys.argv,
+            "created": time.time(),
+            "model_class": type(self.model).__name__,
+            "model_summary": repr(self.model)[:20000],
+            "n_params": n_params,
+            "devices": devices,
+            "seed": torch.initial_seed(),
+            "amp": self.scaler is not None,
+            "schedule": repr(self.schedule),
+        }
+        meta.update(self._metadata)
+        return meta
+
+    def _module_rows(self) -> list[tuple[int, str, str, str | None, int, str]]:
+        rows = []
+        for i, (name, m) in enumerate(self.model.named_modules()):
+            own = sum(p.numel() for p in m.parameters(recurse=False))
+            d = derivative_for(m) if is_activation(m) else None
+            rows.append(
+                (i, name, type(m).__name__, d.name if d else None, own, json.dumps(_info(m)))
+            )
+        return rows
+
+
+_ACT_FIELDS = (
+    "dphi_mean",
+    "dphi_sq_mean",
+    "saturated_frac",
+    "preact_ms",
+    "dead_frac",
+    "act_mean",
+    "act_std",
+)
+
+
+def _group_by_device_dtype(tensors: Iterable[torch.Tensor]) -> list[list[torch.Tensor]]:
+    groups: dict[tuple[Any, Any], list[torch.Tensor]] = defaultdict(list)
+    for t in tensors:
+        groups[(t.device, t.dtype)].append(t)
+    return list(groups.values())
+
+
+def _foreach_norms(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    """L2 norms of many tensors with one fused kernel per (device, dtype) group."""
+    out: dict[int, torch.Tensor] = {}
+    groups: dict[tuple[Any, Any], list[int]] = defaultdict(list)
+    for i, t in enumerate(tensors):
+        groups[(t.device, t.dtype)].append(i)
+    for idxs in groups.values():
+        norms = torch._foreach_norm([tensors[i].detach() for i in idxs])
+        for i, n in zip(idxs, norms, strict=True):
+            out[i] = n
+    return [out[i] for i in range(len(tensors))]
+
+
+def _to_host(tensors: list[torch.Tensor]) -> list[float]:
+    """Concatenate per device and copy to the host: one synchronisation per device."""
+    if not tensors:
+        return []
+    by_dev: dict[Any, list[int]] = defaultdict(list)
+    for i, t in enumerate(tensors):
+        by_dev[t.device].append(i)
+    values: list[list[float]] = [[] for _ in tensors]
+    for idxs in by_dev.values():
+        flat = torch.cat([tensors[i] for i in idxs]).double().cpu().tolist()
+        pos = 0
+        for i in idxs:
+            n = tensors[i].numel()
+            values[i] = flat[pos : pos + n]
+            pos += n
+    return [v for vs in values for v in vs]
+
+
+def _info(m: nn.Module) -> dict[str, Any]:
+    """Static facts about a module for trace-only diagnosis (init scale, sizes, rnn radius)."""
+    info: dict[str, Any] = {}
+    w = getattr(m, "weight", None)
+    if isinstance(w, torch.Tensor) and w.dim() >= 2 and isinstance(m, (nn.Linear, nn.modules.conv._ConvNd)):
+        fan_in = w[0].numel()
+        wd = w.detach().float()
+        info.update(fan_in=fan_in, fan_out=w.shape[0], sw2=float(wd.var() * fan_in))
+        b = getattr(m, "bias", None)
+        if isinstance(b, torch.Tensor) and b.numel() > 1:
+            info["sb2"] = float(b.detach().float().var())
+            info["b_mean"] = float(b.detach().float().mean())
+        elif isinstance(b, torch.Tensor):
+            info["sb2"] = 0.0
+            info["b_mean"] = float(b.detach().float().mean())
+        else:
+            info["sb2"] = 0.0
+    if isinstance(m, RNN_TYPES):
+        info.update(
+            mode=m.mode,
+            hidden_size=m.hidden_size,
+            num_layers=m.num_layers,
+            batch_first=m.batch_first,
+            bidirectional=m.bidirectional,
+            nonlinearity=getattr(m, "nonlinearity", None),
+        )
+        gates = {"LSTM": 4, "GRU": 3}.get(m.mode, 1)
+        whh = m.weight_hh_l0.detach().float()
+        h = m.hidden_size
+        if gates == 1:
+            info["whh_sigma_max"] = float(torch.linalg.matrix_norm(whh, ord=2))
+            info["whh_radius"] = float(torch.linalg.eigvals(whh).abs().max())
+        if m.mode == "LSTM" and m.bias:
+            fb = m.bias_ih_l0.detach()[h : 2 * h] + m.bias_hh_l0.detach()[h : 2 * h]
+            info["forget_bias_mean"] = float(fb.float().mean())
+    if isinstance(m, (nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.ELU, nn.SELU, nn.SiLU, nn.LeakyReLU)):
+        info["inplace"] = bool(getattr(m, "inplace", False))
+    if isinstance(m, nn.LeakyReLU):
+        info["negative_slope"] = float(m.negative_slope)
+    if isinstance(m, nn.ELU):
+        info["alpha"] = float(m.alpha)
+    return info
