@@ -21,6 +21,7 @@ A *factory reference* points at a function (or class) in a Python file instead::
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib.util
 import inspect
@@ -72,8 +73,9 @@ def parse_value(text: str) -> Any:
         return s
 
 
-def _split_top(text: str, sep: str, what: str) -> list[str]:
-    """Split ``text`` on ``sep`` outside parentheses and brackets."""
+def _split_top(text: str, sep: str, what: str, full: str | None = None) -> list[str]:
+    """Split ``text`` on ``sep`` outside parentheses and brackets (``full`` words errors)."""
+    shown = text if full is None else full
     parts: list[str] = []
     depth = 0
     start = 0
@@ -84,7 +86,7 @@ def _split_top(text: str, sep: str, what: str) -> list[str]:
             depth -= 1
             if depth < 0:
                 raise ConfigError(
-                    f"unbalanced ')' in {what} '{text}'; check the parentheses, "
+                    f"unbalanced ')' in {what} '{shown}'; check the parentheses, "
                     "e.g. act=leaky_relu(0.2)"
                 )
         elif ch == sep and depth == 0:
@@ -92,7 +94,7 @@ def _split_top(text: str, sep: str, what: str) -> list[str]:
             start = i + 1
     if depth != 0:
         raise ConfigError(
-            f"unbalanced '(' in {what} '{text}'; check the parentheses, e.g. act=leaky_relu(0.2)"
+            f"unbalanced '(' in {what} '{shown}'; check the parentheses, e.g. act=leaky_relu(0.2)"
         )
     parts.append(text[start:])
     return parts
@@ -100,7 +102,7 @@ def _split_top(text: str, sep: str, what: str) -> list[str]:
 
 def _parse_options(body: str, what: str, full: str) -> dict[str, Any]:
     opts: dict[str, Any] = {}
-    for item in _split_top(body, ",", what):
+    for item in _split_top(body, ",", what, full):
         item = item.strip()
         if not item:
             continue
@@ -250,7 +252,12 @@ class Options:
         return v
 
     def get_float(
-        self, key: str, default: float | None, *, minimum: float | None = None, allow_none: bool = False
+        self,
+        key: str,
+        default: float | None,
+        *,
+        minimum: float | None = None,
+        allow_none: bool = False,
     ) -> Any:
         """A real-valued option, at least ``minimum``; ``None`` only when ``allow_none``."""
         v = self.opts.get(key, default)
@@ -330,10 +337,8 @@ def _import_file(path: Path) -> ModuleType:
             "and try again"
         ) from exc
     finally:
-        try:
+        with contextlib.suppress(ValueError):  # the file may have removed it itself
             sys.path.remove(folder)
-        except ValueError:  # pragma: no cover - the file removed it itself
-            pass
     return module
 
 
@@ -376,8 +381,8 @@ def load_factory(ref: str) -> Callable[..., Any]:
     obj = getattr(module, attr)
     if not callable(obj):
         raise ConfigError(
-            f"'{attr}' in factory file '{path_text}' is a {type(obj).__name__}, not a function "
-            "or class; point to a callable that builds the object"
+            f"'{attr}' in factory file '{path_text}' is not callable (it is of type "
+            f"{type(obj).__name__}); point to a function or class that builds the object"
         )
     return obj
 

@@ -1,0 +1,60 @@
+"""Built-in models, data sets and losses for gradient experiments (all offline).
+
+>>> from gradmedic.zoo import load_data, build_model, loss_for
+>>> data = load_data("digits")
+>>> model = build_model("mlp:depth=30,act=sigmoid", data.info, seed=0)
+>>> x, y = data.fixed_batch(64, seed=0)
+>>> loss = loss_for(data.info)(model(x), y)
+"""
+
+from __future__ import annotations
+
+from gradmedic.zoo.data import (
+    DATASETS,
+    DataInfo,
+    Dataset,
+    adding_baseline,
+    copy_baseline,
+    load_data,
+)
+from gradmedic.zoo.losses import LOSSES, FunctionLoss, SequenceLoss, loss_for, make_loss
+from gradmedic.zoo.models import (
+    ACTIVATIONS,
+    INITS,
+    MODELS,
+    InceptionNet,
+    ResidualBlock,
+    SequenceModel,
+    TransformerModel,
+    activation_gain,
+    build_model,
+    init_layers,
+    load_model,
+    make_activation,
+)
+
+__all__ = [
+    "ACTIVATIONS",
+    "DATASETS",
+    "INITS",
+    "LOSSES",
+    "MODELS",
+    "DataInfo",
+    "Dataset",
+    "FunctionLoss",
+    "InceptionNet",
+    "ResidualBlock",
+    "SequenceLoss",
+    "SequenceModel",
+    "TransformerModel",
+    "activation_gain",
+    "adding_baseline",
+    "build_model",
+    "copy_baseline",
+    "init_layers",
+    "load_data",
+    "load_model",
+    "loss_for",
+    "make_activation",
+    "make_loss",
+]

@@ -102,7 +102,9 @@ class Dataset:
             f"y={tuple(self.y.shape)} {self.y.dtype}, task={self.info.task!r})"
         )
 
-    def batches(self, batch_size: int, seed: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def batches(
+        self, batch_size: int, seed: int = 0
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Yield shuffled ``(x, y)`` mini-batches forever, epoch after epoch.
 
         Each epoch is a fresh permutation drawn from a ``torch.Generator`` seeded with
@@ -223,10 +225,10 @@ def _mnist1d(opts: Options, n: int | None, seed: int) -> Dataset:
     """MNIST-1D-style generator (after Greydanus 2020, "Scaling down deep learning").
 
     Per sample: take the class template (12 points), pad it with 24..48 zeros at the end,
-    stretch to length 60, scale by 1 ± 0.2, circularly shift by 0..23 steps, fill the padding
+    stretch to length 60, scale by 1 ± 0.2, circularly shift by 0..39 steps, fill the padding
     with smoothed (correlated) noise, add white noise, add a random linear shear, and
     interpolate to 40 points. The shift and shear make it hard for linear models (a logistic
-    regression reaches roughly 40-60%) while small CNNs and MLPs do much better.
+    regression reaches about 43% on 1000 held-out samples, an MLP about 90%).
     """
     channels = opts.get_bool("channels", False)
     n = n if n is not None else opts.get_int("n", 4000, minimum=1)
