@@ -3,13 +3,25 @@
 The public surface::
 
     from gradmedic import Monitor, read_trace, GradmedicError
+
+Names are imported lazily, so ``import gradmedic.theory`` works without torch installed.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-from .errors import GradmedicError  # noqa: E402
-from .monitor import Monitor, NonFiniteError, Schedule  # noqa: E402
-from .trace import Trace, read_trace  # noqa: E402
+_EXPORTS = {
+    "GradmedicError": "errors",
+    "Monitor": "monitor",
+    "NonFiniteError": "monitor",
+    "Schedule": "monitor",
+    "Trace": "trace",
+    "read_trace": "trace",
+}
 
 __all__ = [
     "GradmedicError",
@@ -20,3 +32,15 @@ __all__ = [
     "__version__",
     "read_trace",
 ]
+
+if TYPE_CHECKING:
+    from .errors import GradmedicError
+    from .monitor import Monitor, NonFiniteError, Schedule
+    from .trace import Trace, read_trace
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        module = importlib.import_module(f".{_EXPORTS[name]}", __name__)
+        return getattr(module, name)
+    raise AttributeError(f"module 'gradmedic' has no attribute {name!r}")

@@ -102,7 +102,8 @@ class Monitor:
             accumulation records once per optimizer step) and ``update_ratio`` is measured.
             Without it call :meth:`step` once per training step, after ``backward``.
         trace: path of a SQLite trace to append to (crash-safe); ``None`` keeps rows in memory.
-        every: record every k-th step (default 1); or pass ``schedule``.
+        every: record every k-th step (default 10: about 2% of a training step on CPU reference
+            workloads; ``every=1`` records all, see benchmarks/RESULTS.md); or ``schedule``.
         schedule: what steps to record gradient norms and backward signals (overrides ``every``).
         activations: schedule of activation statistics (default: same as ``schedule``).
         rnn_time: schedule of RNN ``input_grad_t`` profiles (default: same as ``schedule``).
@@ -110,9 +111,11 @@ class Monitor:
         modules: which modules to hook: ``None`` = all leaf modules; glob(s) on qualified names
             (``"layers.*"``) and/or module types (``nn.Linear``).
         signal: measure the backward signal and gains (default True).
-        nonfinite: check every step's outputs and gradients for NaN/Inf (default True). On
-            unrecorded steps only a cheap check of the summed gradient runs; if it trips, the
-            following steps are recorded in full until the origin is named.
+        weights: record parameter norms and, with an optimizer, update ratios (default True).
+        nonfinite: check every step's module outputs for NaN/Inf (default True): one sum per
+            module output and one host sync per step. Recorded steps also check every output
+            gradient, naming the first module in backward order. After a hit the next step is
+            recorded in full.
         halt_on_nonfinite: raise :class:`NonFiniteError` at the step where a value went non-finite.
         scaler: an AMP ``GradScaler``; backward signals are divided by its scale and the trace
             marks them unscaled (``meta.amp``).
@@ -125,13 +128,14 @@ class Monitor:
         *,
         optimizer: torch.optim.Optimizer | None = None,
         trace: str | Path | None = None,
-        every: int = 1,
+        every: int = 10,
         schedule: ScheduleLike = None,
         activations: ScheduleLike | None = None,
         rnn_time: ScheduleLike | None = None,
         rnn_hidden: ScheduleLike = False,
         modules: ModuleSelector = None,
         signal: bool = True,
+        weights: bool = True,
         nonfinite: bool = True,
         halt_on_nonfinite: bool = False,
         scaler: Any | None = None,
@@ -148,6 +152,9 @@ class Monitor:
         self.rnn_schedule = self.schedule if rnn_time is None else Schedule.coerce(rnn_time)
         self.hidden_schedule = Schedule.coerce(rnn_hidden)
         self.signal = signal
+        self.weights = weights
+        self._snap_bufs: list[torch.Tensor] = []
+        self._snap_ids: list[int] = []
         self.nonfinite = nonfinite
         self.halt_on_nonfinite = halt_on_nonfinite
         self.scaler = scaler
@@ -162,6 +169,7 @@ class Monitor:
         self.step_index = 0
         self.events: list[dict[str, Any]] = []
         self._forensics = False
+        self._plan_step()
         self._names: dict[nn.Module, str] = {}
         self._param_names: list[tuple[str, str, nn.Parameter]] = []
         self._reset_step()
@@ -192,6 +200,8 @@ class Monitor:
             )
         selected = self._select_modules()
         self._names = {m: n for n, m in selected}
+        self._kinds = {n: (is_activation(m), isinstance(m, _RNN_TYPES)) for n, m in selected}
+        self._plan_step()
         try:
             for name, module in selected:
                 self._handles.append(
@@ -277,22 +287,30 @@ class Monitor:
         self._losses: list[torch.Tensor] = []
         self._snapshot: list[torch.Tensor] | None = None
 
+    def _plan_step(self) -> None:
+        """Decide once per step what to record, so hooks only test booleans."""
+        step, f = self.step_index, self._forensics
+        self._rec = f or self.schedule(step)
+        self._act_on = f or self.act_schedule(step)
+        self._rnn_on = self._rec or self.rnn_schedule(step)
+        self._hidden_on = self.hidden_schedule(step)
+        self._any_pre = (self._rec and self.signal) or self._act_on or self._rnn_on
+        self._any_pre = self._any_pre or self._hidden_on
+
     def _recording(self) -> bool:
-        return self._forensics or self.schedule(self.step_index)
+        return self._rec
 
     # ------------------------------------------------------------------ hooks
     def _pre_hook(self, name: str, module: nn.Module, args: tuple) -> tuple | None:
-        if not torch.is_grad_enabled():
+        if not (self._any_pre and torch.is_grad_enabled()):
             return None
-        step = self.step_index
-        rec = self._recording()
-        act = is_activation(module) and (self._forensics or self.act_schedule(step))
-        rnn = isinstance(module, _RNN_TYPES) and (rec or self.rnn_schedule(step))
-        if act and args and isinstance(args[0], torch.Tensor):
+        is_act, is_rnn = self._kinds[name]
+        if is_act and self._act_on and args and isinstance(args[0], torch.Tensor):
             self._pre_activation_stats(name, module, args[0])
-        if isinstance(module, _RNN_TYPES) and self.hidden_schedule(step):
+        if is_rnn and self._hidden_on:
             self._capture_rnn(name, module, args)
-        if not ((rec and self.signal) or rnn):
+        rnn = is_rnn and self._rnn_on
+        if not ((self._rec and self.signal) or rnn):
             return None
         inplace = bool(getattr(module, "inplace", False))
         new_args = list(args)
@@ -313,16 +331,21 @@ class Monitor:
     def _fwd_hook(self, name: str, module: nn.Module, args: tuple, output: Any) -> None:
         if not torch.is_grad_enabled():
             return
-        step = self.step_index
-        rec = self._recording()
+        rec = self._rec
         self._calls[name] += 1
         outs = _tensors(output)
-        if rec and self.nonfinite and outs:
+        if self.nonfinite and outs:
+            # A sum is NaN/Inf iff an element is (or the sum overflows): one cheap reduction,
+            # read at the step's end together with everything else.
             with torch.no_grad():
-                flag = torch.stack([torch.isfinite(t).all() for t in outs]).all()
-            self._fwd_flags.append((name, flag))
-        if is_activation(module) and outs and (self._forensics or self.act_schedule(step)):
-            self._post_activation_stats(name, outs[0])
+                probe = (
+                    outs[0].detach().sum()
+                    if len(outs) == 1
+                    else sum(t.detach().sum() for t in outs)
+                )
+            self._fwd_flags.append((name, probe))
+        if self._act_on and outs and self._kinds[name][0]:
+            self._post_activation_stats(name, module, outs[0])
         if rec and self.signal:
             for t in outs:
                 if t.requires_grad:
@@ -351,7 +374,9 @@ class Monitor:
 
     def _on_in_grad(self, name: str, rnn_module: nn.Module | None, g: torch.Tensor) -> None:
         if self._recording() and self.signal:
-            self._sig_in[name].append(_sq_norm(g))
+            sq = _sq_norm(g)
+            self._sig_in[name].append(sq)
+            self._bwd_order.append((name, sq))
         if rnn_module is not None and g.dim() >= 2:
             gd = g.detach().float()
             if g.dim() == 2:  # unbatched (T, F)
@@ -368,31 +393,37 @@ class Monitor:
             return
         with torch.no_grad():
             xd = x.detach()
-            dphi = d.fn(xd.float() if xd.dtype != torch.float64 else xd)
-            a = dphi.abs()
-            stats = torch.stack(
-                [
-                    dphi.mean(),
-                    dphi.square().mean(),
-                    (a < SATURATION_FRACTION * d.max_slope).float().mean(),
-                    xd.float().square().mean(),
-                ]
-            )
-        self._pending_pre[name].append(stats)
+            xd = xd.float() if xd.dtype in (torch.float16, torch.bfloat16) else xd
+            dphi = d.fn(xd).reshape(-1)
+            n = dphi.numel()
+            flat = xd.reshape(-1)
+            if d.name in _STEP_DERIVATIVES:  # phi' in {0, 1}: saturated = phi' == 0
+                mean = dphi.sum() / n
+                stats = [mean, mean, 1 - mean]
+            else:
+                thr = SATURATION_FRACTION * d.max_slope
+                stats = [dphi.sum() / n, torch.dot(dphi, dphi) / n, (dphi.abs() < thr).sum() / n]
+            stats.append(torch.dot(flat, flat) / n)
+        self._pending_pre[name].append(torch.stack(stats))
 
-    def _post_activation_stats(self, name: str, y: torch.Tensor) -> None:
+    def _post_activation_stats(self, name: str, module: nn.Module, y: torch.Tensor) -> None:
         pending = self._pending_pre.get(name)
         if not pending:
             return
         pre = pending.pop()
         with torch.no_grad():
-            yd = y.detach().float()
-            if yd.dim() >= 2:
-                dead = (yd == 0).all(dim=0).float().mean()
-            else:
-                dead = (yd == 0).float().mean()
-            post = torch.stack([dead, yd.mean(), yd.std() if yd.numel() > 1 else yd.sum() * 0])
-        self._act[name].append(torch.cat([pre, post]))
+            yd = y.detach()
+            yd = yd.float() if yd.dtype in (torch.float16, torch.bfloat16) else yd
+            n = yd.numel()
+            lead = yd if yd.dim() >= 2 else yd.unsqueeze(1)
+            # dead unit: zero output for every sample of the batch
+            peak = lead.amax(0) if isinstance(module, _NONNEG) else lead.abs().amax(0)
+            dead = (peak == 0).sum() / peak.numel()
+            flat = yd.reshape(-1)
+            mean = flat.sum() / n
+            var = (torch.dot(flat, flat) / n - mean * mean).clamp_min(0) * (n / max(n - 1, 1))
+            post = torch.stack([dead, mean, var.sqrt()])
+        self._act[name].append(torch.cat([pre.to(post.dtype), post]))
 
     def _capture_rnn(self, name: str, module: nn.Module, args: tuple) -> None:
         if getattr(module, "bidirectional", False) or not args:
@@ -418,10 +449,16 @@ class Monitor:
             self._losses.append(torch.tensor([float(loss)]))
 
     def _opt_pre(self, optimizer: Any, args: Any, kwargs: Any) -> None:
-        if self._recording():
+        if self.weights and self._rec:
             params = [p for _, _, p in self._param_names if p.grad is not None]
-            self._snapshot = [p.detach().clone() for p in params]
+            with torch.no_grad():
+                if [id(p) for p in params] != self._snap_ids:
+                    self._snap_bufs = [p.detach().clone() for p in params]
+                    self._snap_ids = [id(p) for p in params]
+                else:  # reuse the buffers: no allocation on the hot path
+                    torch._foreach_copy_(self._snap_bufs, [p.detach() for p in params])
             self._snap_params = params
+            self._snapshot = self._snap_bufs
 
     def _opt_post(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         self._finish_step()
@@ -442,83 +479,107 @@ class Monitor:
 
     def _finish_step(self) -> None:
         step = self.step_index
-        rec = self._recording()
         try:
-            if rec:
+            if self._recording():
                 self._record(step)
             elif self.nonfinite:
                 self._sentinel(step)
         finally:
             self._reset_step()
             self.step_index += 1
+            self._plan_step()
 
     def _grads(self) -> list[tuple[str, str, torch.Tensor, torch.Tensor]]:
         return [(m, n, p, p.grad) for m, n, p in self._param_names if p.grad is not None]
 
     def _sentinel(self, step: int) -> None:
-        grads = [g for *_, g in self._grads()]
-        if not grads:
+        """Unrecorded step: one check that every hooked module's output was finite.
+
+        Only the forward probes are read (one host sync, no reduction over parameters). A NaN
+        born in backward shows up in the next forward, in the first module whose weights it
+        reached; the event then says that the module's parameters are non-finite.
+        """
+        if not self._fwd_flags:
             return
-        total = sum(
-            torch.stack(torch._foreach_norm(gs)).float().sum().cpu()
-            for gs in _group_by_device_dtype(grads)
+        values = _to_host([torch.stack([f for _, f in self._fwd_flags]).float()])
+        if all(math.isfinite(v) for v in values):
+            return
+        origin = next(
+            n for (n, _), v in zip(self._fwd_flags, values, strict=True) if not math.isfinite(v)
         )
-        if not math.isfinite(float(total)):
-            self._add_event(step, "nonfinite_gradient", None, "detected by the per-step check")
-            self._forensics = True  # record the next steps in full to find the origin
+        self._add_event(step, "nonfinite_forward", origin, self._forward_detail(origin))
+        self._emit(
+            [
+                (step, origin, "", "nonfinite_forward", None, 1.0),
+                (step, "", "", "nonfinite", None, 1.0),
+            ]
+        )
+        self._forensics = True  # record the next step in full
+        if self.halt_on_nonfinite:
+            self._halt(step, origin)
+
+    def _forward_detail(self, name: str) -> str:
+        module = dict(self.model.named_modules()).get(name)
+        params = list(module.parameters()) if module is not None else []
+        if params and not all(bool(torch.isfinite(p).all()) for p in params):
+            return (
+                "first module whose output is NaN/Inf; its parameters are already non-finite, "
+                "so an earlier update (a NaN gradient or an exploding step) put them there"
+            )
+        return _FWD_DETAIL
 
     def _record(self, step: int) -> None:
         items = self._grads()
-        # Collect every quantity as device tensors, then move them to the host at once.
-        labels: list[tuple[str, str, str, int | None]] = []
-        tensors: list[torch.Tensor] = []
+        # Every quantity stays on the device as a few stacked vectors; one transfer at the end.
+        blocks: list[tuple[list[tuple[str, str, str, int | None]], torch.Tensor]] = []
 
-        def put(module: str, param: str, qty: str, value: torch.Tensor, idx0: bool = False):
-            v = value.reshape(-1)
-            if idx0:
-                for i in range(v.numel()):
-                    labels.append((module, param, qty, i))
-            else:
-                labels.append((module, param, qty, None))
-            tensors.append(v.float())
+        def add(labels: list[tuple[str, str, str, int | None]], vec: torch.Tensor) -> None:
+            blocks.append((labels, vec.reshape(-1).float()))
 
-        grads = [g for *_, g in items]
-        params = [p for _, _, p, _ in items]
-        if grads:
-            gnorm = _foreach_norms(grads)
-            pnorm = _foreach_norms([p.detach() for p in params])
-            for (m, n, _, _), gn, pn in zip(items, gnorm, pnorm, strict=True):
-                put(m, n, "grad_norm", gn)
-                put(m, n, "param_norm", pn)
-            if self._snapshot is not None and len(self._snapshot) == len(params):
-                deltas = torch._foreach_sub([p.detach() for p in self._snap_params], self._snapshot)
-                dn = _foreach_norms(deltas)
-                pos = {id(p): i for i, p in enumerate(self._snap_params)}
-                for (m, n, p, _), pn in zip(items, pnorm, strict=True):
-                    if id(p) in pos:
-                        put(m, n, "update_ratio", dn[pos[id(p)]] / pn.clamp_min(1e-30))
+        if items:
+            grads = [g for *_, g in items]
+            add(
+                [(m, n, "grad_norm", None) for m, n, _, _ in items],
+                torch.stack(_foreach_norms(grads)),
+            )
+            if self.weights:
+                params = [p.detach() for _, _, p, _ in items]
+                add(
+                    [(m, n, "param_norm", None) for m, n, _, _ in items],
+                    torch.stack(_foreach_norms(params)),
+                )
+            if self._snapshot is not None:
+                with torch.no_grad():
+                    before = torch.stack(_foreach_norms(self._snapshot))
+                    torch._foreach_sub_(self._snapshot, [p.detach() for p in self._snap_params])
+                    delta = torch.stack(_foreach_norms(self._snapshot))
+                owner = {id(p): (m, n) for m, n, p, _ in items}
+                labels = [(*owner[id(p)], "update_ratio", None) for p in self._snap_params]
+                add(labels, delta / before.clamp_min(1e-30))
         scale = self._scale_tensor()
-        for name in self._sig_out:
-            s = torch.stack(self._sig_out[name]).sum().sqrt()
-            put(name, "", "signal_out", s / scale if scale is not None else s)
-        for name in self._sig_in:
-            s = torch.stack(self._sig_in[name]).sum().sqrt()
-            put(name, "", "signal_in", s / scale if scale is not None else s)
+        for qty, store in (("signal_out", self._sig_out), ("signal_in", self._sig_in)):
+            if store:
+                names = list(store)
+                vec = torch.stack([torch.stack(store[n]).sum() for n in names]).sqrt()
+                add([(n, "", qty, None) for n in names], vec / scale if scale is not None else vec)
         for name, stats in self._act.items():
-            mean = torch.stack(stats).mean(dim=0)
-            for i, q in enumerate(_ACT_FIELDS):
-                put(name, "", q, mean[i])
+            add([(name, "", q, None) for q in _ACT_FIELDS], torch.stack(stats).mean(dim=0))
         for name, profiles in self._rnn_t.items():
             if len({p.shape for p in profiles}) == 1:
                 prof = torch.stack(profiles).sum(dim=0).sqrt()
-                put(name, "", "input_grad_t", prof / scale if scale is not None else prof, True)
+                labels = [(name, "", "input_grad_t", t) for t in range(prof.numel())]
+                add(labels, prof / scale if scale is not None else prof)
         for name, cap in self._rnn_capture.items():
             if cap.get("grads") and not (cap["module"].training and cap["module"].dropout):
                 for layer, prof in enumerate(unrolled_hidden_grads(cap)):
-                    put(name, f"layer{layer}", "hidden_grad_t", prof, True)
+                    add(
+                        [(name, f"layer{layer}", "hidden_grad_t", t) for t in range(prof.numel())],
+                        prof,
+                    )
         if self._losses:
-            put("", "", "loss", torch.stack(self._losses).mean())
+            add([("", "", "loss", None)], torch.stack(self._losses).mean())
         n_fwd, n_bwd = len(self._fwd_flags), len(self._bwd_order)
+        tensors = [v for _, v in blocks]
         if n_fwd:
             tensors.append(torch.stack([f for _, f in self._fwd_flags]).float())
         if n_bwd:
@@ -526,14 +587,15 @@ class Monitor:
 
         values = _to_host(tensors)  # the one host synchronisation of this step
         n_main = len(values) - n_fwd - n_bwd
-        fwd_flags = values[n_main : n_main + n_fwd]
+        fwd_probes = values[n_main : n_main + n_fwd]
         bwd_norms = values[n_main + n_fwd :]
+        labels_all = [lab for labs, _ in blocks for lab in labs]
         rows: list[Row] = []
         mod_sq: dict[str, float] = defaultdict(float)
         sig: dict[tuple[str, str], float] = {}
-        for (module, param, qty, idx), v in zip(labels, values[:n_main], strict=True):
+        for (module, param, qty, idx), v in zip(labels_all, values[:n_main], strict=True):
             rows.append((step, module, param, qty, idx, v))
-            if qty == "grad_norm" and param:
+            if qty == "grad_norm":
                 mod_sq[module] += v * v
             elif qty in ("signal_in", "signal_out"):
                 sig[(module, qty)] = v
@@ -550,7 +612,7 @@ class Monitor:
                 rows.append((step, name, "", "calls", None, float(calls)))
         if scale is not None:
             rows.append((step, "", "", "amp_unscaled", None, 1.0))
-        self._check_nonfinite(step, fwd_flags, bwd_norms, rows, total_sq)
+        self._check_nonfinite(step, fwd_probes, bwd_norms, rows, total_sq)
         self._emit(rows)
 
     def _check_nonfinite(
@@ -563,17 +625,34 @@ class Monitor:
     ) -> None:
         if not self.nonfinite:
             return
-        fwd = next((n for (n, _), ok in zip(self._fwd_flags, fwd_flags) if ok < 0.5), None)
+        fwd = next(
+            (
+                n
+                for (n, _), v in zip(self._fwd_flags, fwd_flags, strict=True)
+                if not math.isfinite(v)
+            ),
+            None,
+        )
         bwd = next(
-            (n for (n, _), v in zip(self._bwd_order, bwd_norms) if not math.isfinite(v)), None
+            (
+                n
+                for (n, _), v in zip(self._bwd_order, bwd_norms, strict=True)
+                if not math.isfinite(v)
+            ),
+            None,
         )
         found = False
         if fwd is not None:
-            self._add_event(step, "nonfinite_forward", fwd, "first module whose output is NaN/Inf")
+            self._add_event(step, "nonfinite_forward", fwd, self._forward_detail(fwd))
             rows.append((step, fwd, "", "nonfinite_forward", None, 1.0))
             found = True
         if bwd is not None:
-            self._add_event(step, "nonfinite_backward", bwd, "first output gradient NaN/Inf")
+            self._add_event(
+                step,
+                "nonfinite_backward",
+                bwd,
+                "first module whose input or output gradient is NaN/Inf in backward order",
+            )
             rows.append((step, bwd, "", "nonfinite_backward", None, 1.0))
             found = True
         if not math.isfinite(total_sq):
@@ -585,11 +664,13 @@ class Monitor:
             self._forensics = False
             if self.halt_on_nonfinite:
                 self._emit(rows)
-                where = fwd or bwd or "a parameter gradient"
-                raise NonFiniteError(
-                    f"non-finite value at step {step} in {where}; lower the learning rate, clip "
-                    "gradients or fix the module that produced it (see the trace)"
-                )
+                self._halt(step, fwd or bwd)
+
+    def _halt(self, step: int, where: str | None) -> None:
+        raise NonFiniteError(
+            f"non-finite value at step {step} in {where or 'a parameter gradient'}; lower the "
+            "learning rate, clip gradients or fix the module that produced it (see the trace)"
+        )
 
     def _add_event(self, step: int, kind: str, module: str | None, detail: str) -> None:
         self.events.append({"step": step, "kind": kind, "module": module, "detail": detail})
@@ -656,6 +737,10 @@ class Monitor:
         return rows
 
 
+_FWD_DETAIL = "first module whose output is NaN/Inf"
+_STEP_DERIVATIVES = frozenset({"relu", "relu6", "hardtanh"})
+_NONNEG = (nn.ReLU, nn.ReLU6, nn.Hardsigmoid, nn.Sigmoid)
+
 _ACT_FIELDS = (
     "dphi_mean",
     "dphi_sq_mean",
@@ -709,7 +794,11 @@ def _info(m: nn.Module) -> dict[str, Any]:
     """Static facts about a module for trace-only diagnosis (init scale, sizes, rnn radius)."""
     info: dict[str, Any] = {}
     w = getattr(m, "weight", None)
-    if isinstance(w, torch.Tensor) and w.dim() >= 2 and isinstance(m, (nn.Linear, nn.modules.conv._ConvNd)):
+    if (
+        isinstance(w, torch.Tensor)
+        and w.dim() >= 2
+        and isinstance(m, (nn.Linear, nn.modules.conv._ConvNd))
+    ):
         fan_in = w[0].numel()
         wd = w.detach().float()
         info.update(fan_in=fan_in, fan_out=w.shape[0], sw2=float(wd.var() * fan_in))

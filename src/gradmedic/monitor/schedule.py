@@ -15,7 +15,7 @@ class Schedule:
     """Decides whether a (0-based) optimizer step is recorded.
 
     ``Schedule(every=10)`` records steps 0, 10, 20, ...; ``Schedule(steps=[0, 5])`` only those;
-    ``Schedule(every=0)`` never records. ``start``/``stop`` bound the range (``stop`` exclusive).
+    ``Schedule(every=0)`` never records; with ``steps`` and no ``every`` only those steps. ``start``/``stop`` bound the range (``stop`` exclusive).
 
     Example::
 
@@ -23,14 +23,14 @@ class Schedule:
         [0, 5, 10]
     """
 
-    every: int = 1
+    every: int | None = None
     steps: frozenset[int] = field(default_factory=frozenset)
     start: int = 0
     stop: int | None = None
     predicate: Callable[[int], bool] | None = None
 
     def __post_init__(self) -> None:
-        if self.every < 0:
+        if self.every is not None and self.every < 0:
             raise ConfigError(f"every must be >= 0 (0 = never), got {self.every}")
 
     def __call__(self, step: int) -> bool:
@@ -40,7 +40,10 @@ class Schedule:
             return bool(self.predicate(step))
         if step in self.steps:
             return True
-        return self.every > 0 and (step - self.start) % self.every == 0
+        every = self.every
+        if every is None:  # default: every step, unless explicit steps were given
+            every = 0 if self.steps else 1
+        return every > 0 and (step - self.start) % every == 0
 
     @classmethod
     def coerce(cls, value: ScheduleLike, *, name: str = "schedule") -> Schedule:
