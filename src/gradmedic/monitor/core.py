@@ -86,11 +86,9 @@ def _tensors(obj: Any) -> list[torch.Tensor]:
     return []
 
 
-def _sq_norm(g: torch.Tensor) -> torch.Tensor:
-    g = g.detach()
-    if g.dtype in (torch.float16, torch.bfloat16):
-        g = g.float()
-    return torch.linalg.vector_norm(g).square()
+def _norm(g: torch.Tensor) -> torch.Tensor:
+    """L2 norm accumulated in float64: a vanished signal of 1e-30 must not square to 0."""
+    return torch.linalg.vector_norm(g.detach(), dtype=torch.float64)
 
 
 class Monitor:
@@ -368,17 +366,17 @@ class Monitor:
         self._tensor_handles.append(t.register_hook(fn))
 
     def _on_out_grad(self, name: str, g: torch.Tensor) -> None:
-        sq = _sq_norm(g)
-        self._sig_out[name].append(sq)
-        self._bwd_order.append((name, sq))
+        nrm = _norm(g)
+        self._sig_out[name].append(nrm)
+        self._bwd_order.append((name, nrm))
 
     def _on_in_grad(self, name: str, rnn_module: nn.Module | None, g: torch.Tensor) -> None:
         if self._recording() and self.signal:
-            sq = _sq_norm(g)
-            self._sig_in[name].append(sq)
-            self._bwd_order.append((name, sq))
+            nrm = _norm(g)
+            self._sig_in[name].append(nrm)
+            self._bwd_order.append((name, nrm))
         if rnn_module is not None and g.dim() >= 2:
-            gd = g.detach().float()
+            gd = g.detach().double()
             if g.dim() == 2:  # unbatched (T, F)
                 per_t = gd.square().sum(dim=1)
             elif getattr(rnn_module, "batch_first", False):
@@ -534,7 +532,7 @@ class Monitor:
         blocks: list[tuple[list[tuple[str, str, str, int | None]], torch.Tensor]] = []
 
         def add(labels: list[tuple[str, str, str, int | None]], vec: torch.Tensor) -> None:
-            blocks.append((labels, vec.reshape(-1).float()))
+            blocks.append((labels, vec.reshape(-1).double()))
 
         if items:
             grads = [g for *_, g in items]
@@ -560,7 +558,7 @@ class Monitor:
         for qty, store in (("signal_out", self._sig_out), ("signal_in", self._sig_in)):
             if store:
                 names = list(store)
-                vec = torch.stack([torch.stack(store[n]).sum() for n in names]).sqrt()
+                vec = torch.stack([torch.stack(store[n]).square().sum() for n in names]).sqrt()
                 add([(n, "", qty, None) for n in names], vec / scale if scale is not None else vec)
         for name, stats in self._act.items():
             add([(name, "", q, None) for q in _ACT_FIELDS], torch.stack(stats).mean(dim=0))
@@ -766,7 +764,7 @@ def _foreach_norms(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
     for i, t in enumerate(tensors):
         groups[(t.device, t.dtype)].append(i)
     for idxs in groups.values():
-        norms = torch._foreach_norm([tensors[i].detach() for i in idxs])
+        norms = torch._foreach_norm([tensors[i].detach() for i in idxs], 2, dtype=torch.float64)
         for i, n in zip(idxs, norms, strict=True):
             out[i] = n
     return [out[i] for i in range(len(tensors))]
@@ -781,7 +779,7 @@ def _to_host(tensors: list[torch.Tensor]) -> list[float]:
         by_dev[t.device].append(i)
     values: list[list[float]] = [[] for _ in tensors]
     for idxs in by_dev.values():
-        flat = torch.cat([tensors[i] for i in idxs]).double().cpu().tolist()
+        flat = torch.cat([tensors[i].double() for i in idxs]).cpu().tolist()
         pos = 0
         for i in idxs:
             n = tensors[i].numel()
