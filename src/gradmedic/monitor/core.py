@@ -199,6 +199,7 @@ class Monitor:
         selected = self._select_modules()
         self._names = {m: n for n, m in selected}
         self._kinds = {n: (is_activation(m), isinstance(m, _RNN_TYPES)) for n, m in selected}
+        self._trainable = {n: any(p.requires_grad for p in m.parameters()) for n, m in selected}
         self._plan_step()
         try:
             for name, module in selected:
@@ -320,6 +321,8 @@ class Monitor:
                 if a.requires_grad:  # a hook before the in-place op sees dL/d(input)
                     self._hook_tensor(a, name, "in", module, rnn)
                 continue
+            if not a.requires_grad and not self._trainable[name]:
+                continue  # never pull a backward pass through a frozen part of the model
             a2 = a.view_as(a) if a.requires_grad else a.detach().requires_grad_(True)
             self._hook_tensor(a2, name, "in", module, rnn)
             new_args[i] = a2
