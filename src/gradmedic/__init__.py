@@ -15,25 +15,30 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
+    "Diagnosis": "diagnosis",
     "GradmedicError": "errors",
     "Monitor": "monitor",
     "NonFiniteError": "monitor",
     "Schedule": "monitor",
     "Trace": "trace",
+    "diagnose": "diagnosis",
     "read_trace": "trace",
 }
 
 __all__ = [
+    "Diagnosis",
     "GradmedicError",
     "Monitor",
     "NonFiniteError",
     "Schedule",
     "Trace",
     "__version__",
+    "diagnose",
     "read_trace",
 ]
 
 if TYPE_CHECKING:
+    from .diagnosis import Diagnosis, diagnose
     from .errors import GradmedicError
     from .monitor import Monitor, NonFiniteError, Schedule
     from .trace import Trace, read_trace

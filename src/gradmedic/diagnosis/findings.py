@@ -71,7 +71,12 @@ class Prescription:
         return f"{self.remedy}({args})"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"remedy": self.remedy, "params": dict(self.params), "spec": str(self), "reason": self.reason}
+        return {
+            "remedy": self.remedy,
+            "params": dict(self.params),
+            "spec": str(self),
+            "reason": self.reason,
+        }
 
 
 @dataclass
@@ -101,6 +106,12 @@ class Finding:
             "prescriptions": [p.to_dict() for p in self.prescriptions],
             "step": self.step,
         }
+
+    def _repr_html_(self) -> str:
+        """Jupyter view: the report's HTML card(s), styles scoped (owned by gradmedic.report)."""
+        from ..report.builder import findings_html
+
+        return findings_html(self)
 
 
 @dataclass
@@ -138,3 +149,9 @@ class Diagnosis:
             "layers": list(self.layers),
             "meta": dict(self.meta),
         }
+
+    def _repr_html_(self) -> str:
+        """Jupyter view: the report's HTML card(s), styles scoped (owned by gradmedic.report)."""
+        from ..report.builder import findings_html
+
+        return findings_html(self)

@@ -59,7 +59,7 @@ from torch import nn
 from .. import __version__
 from ..activations import SATURATION_FRACTION, derivative_for, is_activation
 from ..errors import ConfigError, GradmedicError, ModelError
-from ..trace import Row, Trace, TraceWriter, frame_from_rows, read_trace
+from ..trace import SCHEMA_VERSION, Row, Trace, TraceWriter, frame_from_rows, read_trace
 from .rnn import RNN_TYPES, unrolled_hidden_grads
 from .schedule import Schedule, ScheduleLike
 
@@ -170,6 +170,8 @@ class Monitor:
         self._plan_step()
         self._names: dict[nn.Module, str] = {}
         self._param_names: list[tuple[str, str, nn.Parameter]] = []
+        self._modules_at_attach: list[tuple[int, str, str, str | None, int, str]] = []
+        self._meta_at_attach: dict[str, Any] = {}
         self._reset_step()
 
     # ------------------------------------------------------------------ lifecycle
@@ -212,10 +214,13 @@ class Monitor:
             if self.optimizer is not None:
                 self._handles.append(self.optimizer.register_step_pre_hook(self._opt_pre))
                 self._handles.append(self.optimizer.register_step_post_hook(self._opt_post))
+            # the structure and init statistics as they are now, before any update
+            self._modules_at_attach = self._module_rows()
+            self._meta_at_attach = self._run_metadata()
             if self._trace_path is not None:
                 self._writer = TraceWriter(self._trace_path)
-                self._writer.set_meta(self._run_metadata())
-                self._writer.set_modules(self._module_rows())
+                self._writer.set_meta(self._meta_at_attach)
+                self._writer.set_modules(self._modules_at_attach)
         except BaseException:
             self._remove_hooks()
             raise
@@ -700,11 +705,10 @@ class Monitor:
             return read_trace(self._trace_path)
         if self._writer is not None:
             return read_trace(self._trace_path)  # WAL: readable while writing
-        meta = self._run_metadata()
-        meta["schema_version"] = 1
-        mods = pd.DataFrame(
-            self._module_rows(), columns=["ord", "name", "type", "activation", "n_params", "info"]
-        )
+        meta = dict(self._meta_at_attach or self._run_metadata())
+        meta.update(schema_version=SCHEMA_VERSION, steps=self.step_index)
+        rows = self._modules_at_attach or self._module_rows()
+        mods = pd.DataFrame(rows, columns=["ord", "name", "type", "activation", "n_params", "info"])
         return Trace(frame=frame_from_rows(self._rows), modules=mods, meta=meta)
 
     def _run_metadata(self) -> dict[str, Any]:

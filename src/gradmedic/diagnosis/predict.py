@@ -1,0 +1,188 @@
+"""What the initialisation predicts for the backward signal, layer by layer.
+
+For a weight layer ``h = W x + b`` with ``W`` of shape (fan_out, fan_in) and i.i.d. entries of
+variance ``Var(W)``, the backward pass computes ``dL/dx = W^T dL/dh`` and, averaging over ``W``,
+
+    E ||W^T delta||^2 = fan_in Var(W) ||delta||^2 = sw2 ||delta||^2,
+
+so the predicted gain of the layer is ``sqrt(sw2)`` whatever its fan-out (the same holds for a
+convolution whose input and output have the same spatial size, ``fan_in = c_in k^2``). An
+elementwise activation multiplies the signal by ``phi'(h)``; for pre-activations
+``h ~ N(0, q)`` independent of the signal its gain is ``sqrt(E[phi'(sqrt(q) z)^2])``. A
+Linear+activation pair thus has gain ``sqrt(sw2 E[phi'^2]) = sqrt(chi1)`` at the fixed point
+``q*`` (Poole et al. 2016; Schoenholz et al. 2017, Sec. 5), and a plain stack of L such layers
+``sqrt(chi1)^(L-1)`` end to end.
+
+With the measured ``q`` (the Monitor's ``preact_ms``) this is a finite-width predictor of the
+measured gain: at width N its relative error is about ``1/sqrt(N)`` per layer (independence of
+W and the signal holds only on average; Glorot & Bengio 2010 make the same assumption).
+
+Example::
+
+    >>> round(module_predicted_gain({"type": "Linear", "sw2": 2.0}, None), 4)
+    1.4142
+    >>> round(module_predicted_gain({"type": "ReLU", "activation": "relu"}, 1.0), 4)
+    0.7071
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import theory
+
+__all__ = [
+    "InitPrediction",
+    "PairPrediction",
+    "init_predictions",
+    "module_predicted_gain",
+    "theory_activation",
+]
+
+#: Modules whose backward pass passes the signal through unchanged.
+_IDENTITY_TYPES = frozenset({"Flatten", "Unflatten", "Identity"})
+
+
+def theory_activation(info: dict[str, Any]) -> str | None:
+    """The :func:`gradmedic.theory.get_activation` spec of a module's activation, or None when
+    theory does not model it (PReLU, Mish, Softplus, ReLU6, ...)."""
+    name = info.get("activation")
+    if name in ("sigmoid", "tanh", "relu", "selu", "gelu", "silu", "softsign"):
+        return name
+    if name == "leaky_relu":
+        return f"leaky_relu({float(info.get('negative_slope', 0.01))})"
+    if name == "elu":
+        return f"elu(alpha={float(info.get('alpha', 1.0))})"
+    if name == "hardtanh":
+        return "hardtanh"
+    return None
+
+
+@functools.lru_cache(maxsize=4096)
+def _dphi_sq(spec: str, q: float) -> float:
+    return float(theory.e_dphi_sq(spec, q))
+
+
+def module_predicted_gain(info: dict[str, Any], q: float | None) -> float | None:
+    """Predicted backward gain ``||dL/dx|| / ||dL/dy||`` of one module at initialisation.
+
+    ``sqrt(sw2)`` for Linear/Conv layers (``sw2`` = fan_in Var(W) from the trace's module
+    info), ``sqrt(E[phi'(sqrt(q) z)^2])`` for an activation with pre-activation mean square
+    ``q``, 1 for Flatten/Identity, None otherwise (normalisation, pooling, recurrent layers,
+    unknown activations).
+    """
+    if "sw2" in info and info.get("type") not in ("RNN", "LSTM", "GRU"):
+        sw2 = info["sw2"]
+        return math.sqrt(sw2) if sw2 is not None and sw2 >= 0 else None
+    if info.get("type") in _IDENTITY_TYPES:
+        return 1.0
+    spec = theory_activation(info)
+    if spec is None or q is None or not math.isfinite(q) or q < 0:
+        return None
+    q = float(f"{q:.6g}")  # cache-friendly; 6 digits is far below finite-width noise
+    try:
+        return math.sqrt(max(_dphi_sq(spec, q), 0.0))
+    except Exception:  # theory refuses exotic inputs: no prediction rather than a crash
+        return None
+
+
+@dataclass
+class PairPrediction:
+    """One weight layer and the activation after it, as mean-field theory sees them at init."""
+
+    weight: str
+    activation: str
+    act_spec: str
+    sw2: float
+    sb2: float
+    chi1: float
+    critical_sw2: float | None
+    phase: str
+
+
+@dataclass
+class InitPrediction:
+    """Init-time prediction for a plain stack of weight+activation pairs.
+
+    ``ratio`` = predicted ``||dL/dh^1|| / ||dL/dh^L||`` = product of ``sqrt(chi1)`` over the
+    pairs the signal crosses (all but the first), or None when the stack has no pair theory
+    models. ``normalised`` is True when a normalisation layer sits between a weight layer and
+    its activation (theory's chi1 does not apply then).
+    """
+
+    pairs: list[PairPrediction] = field(default_factory=list)
+    ratio: float | None = None
+    log10_ratio: float | None = None
+    normalised: bool = False
+    n_weighted: int = 0
+
+
+@functools.lru_cache(maxsize=1024)
+def _pair_theory(spec: str, sw2: float, sb2: float) -> tuple[float, float | None, str]:
+    k = float(theory.chi1(spec, sw2, sb2))
+    try:
+        crit = float(theory.critical_sigma_w2(spec, sb2))
+    except Exception:  # no critical point (e.g. activations whose chi1 never reaches 1)
+        crit = None
+    ph = str(theory.phase(spec, sw2, sb2))
+    return k, crit, ph
+
+
+def init_predictions(modules: list[dict[str, Any]]) -> InitPrediction:
+    """Pair each weight layer with the activation that follows it (model order) and predict.
+
+    ``modules`` is a list of module-info dicts in model order (``name``, ``type``,
+    ``activation``, ``sw2``, ``sb2``, ...), as :func:`gradmedic.diagnosis.table.module_infos`
+    gives them. Pairs whose activation theory does not model are skipped.
+    """
+    from .table import NORM_TYPES, module_category
+
+    out = InitPrediction()
+    current: dict[str, Any] | None = None
+    normed = False
+    for info in modules:
+        cat = module_category(info)
+        if cat == "weight":
+            out.n_weighted += 1
+            current, normed = info, False
+        elif cat == "norm" or info.get("type") in NORM_TYPES:
+            normed = current is not None
+            out.normalised = out.normalised or normed
+        elif cat == "activation" and current is not None:
+            spec = theory_activation(info)
+            if spec is not None and not normed:
+                sw2 = round(float(current.get("sw2", 0.0)), 6)
+                sb2 = round(float(current.get("sb2", 0.0) or 0.0), 6)
+                try:
+                    k, crit, ph = _pair_theory(spec, sw2, sb2)
+                except Exception:
+                    current = None
+                    continue
+                out.pairs.append(
+                    PairPrediction(
+                        weight=str(current.get("name", "")),
+                        activation=str(info.get("name", "")),
+                        act_spec=spec,
+                        sw2=sw2,
+                        sb2=sb2,
+                        chi1=k,
+                        critical_sw2=crit,
+                        phase=ph,
+                    )
+                )
+            current = None
+    # Going backwards from the last weight layer the signal crosses activation k and then weight
+    # layer k+1 for every pair: (L-1) factors sqrt(chi1) for L weight layers.
+    crossing = out.pairs
+    if out.pairs:
+        logs = [0.5 * math.log10(p.chi1) if p.chi1 > 0 else -math.inf for p in crossing]
+        out.log10_ratio = float(sum(logs))
+        out.ratio = (
+            10.0**out.log10_ratio
+            if -300 < out.log10_ratio < 300
+            else (0.0 if out.log10_ratio < 0 else math.inf)
+        )
+    return out
