@@ -1,0 +1,87 @@
+"""Reports people can read: one HTML file, the same content as JSON, and a terminal view.
+
+One module serves ``diagnose``, ``treat`` and the lab:
+
+* :class:`Report` (``builder.py``) - the generic builder: findings first, then headings, text,
+  embedded figures, tables and verdicts; ``to_html()`` (self-contained, escaped, printable),
+  ``to_dict()`` (strict JSON), ``write(path)``, and ``_repr_html_`` for Jupyter.
+* ``figures.py`` - the standard matplotlib figures of a :class:`~gradmedic.trace.Trace`
+  (gradient flow, signal heatmap, gain product, activation health, RNN time profile, gradient
+  norm over steps, before/after overlays); each returns ``None`` when the trace lacks its data.
+* ``diagnosis.py`` - :func:`write_diagnosis_report`, :func:`diagnosis_report`,
+  :func:`diagnosis_json` and :func:`layer_table`: a diagnosis plus its trace as a report.
+* ``terminal.py`` - :func:`print_diagnosis`: rich tables coloured by severity.
+
+Example::
+
+    >>> from gradmedic.report import Report
+    >>> rep = Report("My run")
+    >>> rep.add_text("Nothing to see yet.")
+    >>> "<h1>My run</h1>" in rep.to_html()
+    True
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from .builder import Report, findings_html, format_value, jsonable
+
+__all__ = [
+    "Report",
+    "activation_figure",
+    "diagnosis_json",
+    "diagnosis_report",
+    "findings_html",
+    "format_value",
+    "gain_product_figure",
+    "grad_norm_over_steps_figure",
+    "gradient_flow_figure",
+    "jsonable",
+    "layer_table",
+    "loss_figure",
+    "print_diagnosis",
+    "rnn_time_figure",
+    "signal_heatmap_figure",
+    "treatment_figures",
+    "write_diagnosis_report",
+]
+
+_LAZY = {
+    "activation_figure": "figures",
+    "gain_product_figure": "figures",
+    "grad_norm_over_steps_figure": "figures",
+    "gradient_flow_figure": "figures",
+    "loss_figure": "figures",
+    "rnn_time_figure": "figures",
+    "signal_heatmap_figure": "figures",
+    "treatment_figures": "figures",
+    "diagnosis_json": "diagnosis",
+    "diagnosis_report": "diagnosis",
+    "layer_table": "diagnosis",
+    "write_diagnosis_report": "diagnosis",
+    "print_diagnosis": "terminal",
+}
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .diagnosis import diagnosis_json, diagnosis_report, layer_table, write_diagnosis_report
+    from .figures import (
+        activation_figure,
+        gain_product_figure,
+        grad_norm_over_steps_figure,
+        gradient_flow_figure,
+        loss_figure,
+        rnn_time_figure,
+        signal_heatmap_figure,
+        treatment_figures,
+    )
+    from .terminal import print_diagnosis
+
+
+def __getattr__(name: str) -> Any:
+    # matplotlib and rich are imported only when a figure or the terminal view is asked for
+    if name in _LAZY:
+        module = importlib.import_module(f".{_LAZY[name]}", __name__)
+        return getattr(module, name)
+    raise AttributeError(f"module 'gradmedic.report' has no attribute {name!r}")
