@@ -43,10 +43,13 @@ def _friendly(fn):
         try:
             return fn(*args, **kwargs)
         except GradmedicError as exc:
-            err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True, markup=True)
+            err_console.print(
+                f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True, markup=True
+            )
             raise typer.Exit(exc.exit_code) from None
 
     return wrapper
+
 
 ModelOpt = Annotated[
     str,
@@ -130,7 +133,9 @@ def diagnose(
     optimizer: Annotated[str, typer.Option(help="sgd | momentum | adam | adamw | rmsprop")] = "sgd",
     seed: Annotated[int, typer.Option(help="Seed for init and batch order.")] = 0,
     every: Annotated[int, typer.Option(help="Record every k-th step.")] = 1,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("gradmedic-out"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path(
+        "gradmedic-out"
+    ),
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     fail_on: Annotated[
         str | None, typer.Option("--fail-on", help="Exit 1 on findings of this severity or worse.")
@@ -318,9 +323,7 @@ def lab_run(
     wanted = list(EXPERIMENTS) if names == ["all"] or "all" in names else names
     run = run_lab(wanted, quick=quick, out=out, seed=seed, progress=_lab_progress(as_json))
     if as_json:
-        _print_json(
-            {"results": [_result_dict(r) for r in run.results], "page": str(run.page)}
-        )
+        _print_json({"results": [_result_dict(r) for r in run.results], "page": str(run.page)})
         return
     _print_lab(run)
 
@@ -380,7 +383,8 @@ def demo(
         out / "report.html", result, run.trace, title=f"gradmedic demo: {spec} on digits"
     )
     try:
-        from .treatment import print_treatment, treat as run_treat
+        from .treatment import print_treatment
+        from .treatment import treat as run_treat
     except ImportError:  # pragma: no cover - treat not installed
         run_treat = None
     if run_treat is not None:
