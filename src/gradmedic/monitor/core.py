@@ -828,7 +828,7 @@ def _info(m: nn.Module) -> dict[str, Any]:
         gates = {"LSTM": 4, "GRU": 3}.get(m.mode, 1)
         whh = m.weight_hh_l0.detach().float()
         h = m.hidden_size
-        if gates == 1:
+        if gates == 1 and bool(torch.isfinite(whh).all()):
             info["whh_sigma_max"] = float(torch.linalg.matrix_norm(whh, ord=2))
             info["whh_radius"] = float(torch.linalg.eigvals(whh).abs().max())
         if m.mode == "LSTM" and m.bias:
