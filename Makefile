@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 OUT ?= gradmedic-demo
 
-.PHONY: demo test lint format bench clean install dev browser
+.PHONY: demo test lint format bench clean install dev browser lab
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,9 @@ lint: $(BIN)/.dev-installed
 format: $(BIN)/.dev-installed
 	$(BIN)/ruff format src tests benchmarks
 	$(BIN)/ruff check --fix src tests benchmarks
+
+lab: $(BIN)/.installed
+	$(BIN)/gradmedic lab run all --quick --out gradmedic-lab
 
 bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/monitor_overhead.py
