@@ -202,6 +202,7 @@ class Monitor:
         self._names = {m: n for n, m in selected}
         self._kinds = {n: (is_activation(m), isinstance(m, _RNN_TYPES)) for n, m in selected}
         self._trainable = {n: any(p.requires_grad for p in m.parameters()) for n, m in selected}
+        self._derivs = {n: derivative_for(m) for n, m in selected if is_activation(m)}
         self._plan_step()
         try:
             for name, module in selected:
@@ -394,19 +395,19 @@ class Monitor:
             self._rnn_t[name].append(per_t)
 
     def _pre_activation_stats(self, name: str, module: nn.Module, x: torch.Tensor) -> None:
-        d = derivative_for(module)
+        d = self._derivs.get(name)
         if d is None:
             return
         with torch.no_grad():
             xd = x.detach()
             xd = xd.float() if xd.dtype in (torch.float16, torch.bfloat16) else xd
-            dphi = d.fn(xd).reshape(-1)
-            n = dphi.numel()
             flat = xd.reshape(-1)
-            if d.name in _STEP_DERIVATIVES:  # phi' in {0, 1}: saturated = phi' == 0
-                mean = dphi.sum() / n
+            n = flat.numel()
+            if d.active is not None:  # phi' in {0, 1}: mean phi' = share active, saturated = rest
+                mean = d.active(flat).sum() / n
                 stats = [mean, mean, 1 - mean]
             else:
+                dphi = d.fn(flat)
                 thr = SATURATION_FRACTION * d.max_slope
                 stats = [dphi.sum() / n, torch.dot(dphi, dphi) / n, (dphi.abs() < thr).sum() / n]
             stats.append(torch.dot(flat, flat) / n)
@@ -743,7 +744,6 @@ class Monitor:
 
 
 _FWD_DETAIL = "first module whose output is NaN/Inf"
-_STEP_DERIVATIVES = frozenset({"relu", "relu6", "hardtanh"})
 _NONNEG = (nn.ReLU, nn.ReLU6, nn.Hardsigmoid, nn.Sigmoid)
 
 _ACT_FIELDS = (
