@@ -512,3 +512,26 @@ def test_amp_grad_scaler_signals_are_unscaled():
     f = mon.frame()
     assert _value(f, "0", "signal_out") == pytest.approx(ref, rel=1e-5)
     assert _value(f, "", "amp_unscaled") == 1.0
+
+
+def test_vanilla_rnn_on_adding_200_and_exploding_radius_3_profiles():
+    """Issue figures: a tanh RNN (hidden 64, default init) on adding-200 has ||dL/dx_t|| about
+    6e-3 at the last step, orders of magnitude less ten steps earlier and nothing left at T/2;
+    with the recurrent matrix at spectral radius 3 (adding-50) it grows to ~1e4-1e5 at t = 0."""
+    from gradmedic.train import TrainConfig, train
+    from gradmedic.zoo import build_model, load_data
+
+    data = load_data("adding-200")
+    run = train(build_model("rnn:hidden=64", data.info, seed=0), data, TrainConfig(steps=1))
+    f = run.trace.frame
+    prof = f[f.quantity == "input_grad_t"].sort_values("idx").value.to_numpy()
+    assert len(prof) == 200
+    assert 1e-3 < prof[-1] < 1e-2
+    assert prof[-11] < 1e-2 * prof[-1]
+    assert prof[100] < 1e-20
+    data = load_data("adding-50")
+    model = build_model("rnn:hidden=64,radius=3", data.info, seed=0)
+    run = train(model, data, TrainConfig(steps=1))
+    f = run.trace.frame
+    prof = f[f.quantity == "input_grad_t"].sort_values("idx").value.to_numpy()
+    assert prof[0] > 1e4 * prof[-1]

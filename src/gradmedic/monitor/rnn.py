@@ -126,9 +126,11 @@ def unrolled_hidden_grads(cap: dict[str, Any]) -> list[torch.Tensor]:
         profiles.append(
             torch.stack(
                 [
-                    g.square().sum() if g is not None else torch.zeros((), device=x.device)
+                    torch.linalg.vector_norm(g, dtype=torch.float64)
+                    if g is not None
+                    else torch.zeros((), dtype=torch.float64, device=x.device)
                     for g in per_t
                 ]
-            ).sqrt()
+            )
         )
     return profiles
