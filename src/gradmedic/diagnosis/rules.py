@@ -9,12 +9,26 @@ Every rule is written from a mechanism, with thresholds on what the mechanism do
   ``r < 1e-6`` or a first layer whose relative update per step is below ``1e-6`` (it would need
   more than ~1e5 steps to change by 10 %) is an error. Exploding: ``r > 1e3`` (warning) /
   ``1e6`` (error), or a chaotic-phase stack (measured per-layer gain >= 1.1, i.e. chi1 >= 1.21,
-  Schoenholz et al. 2017) whose signal grows more than tenfold.
+  Schoenholz et al. 2017) whose signal grows more than tenfold. Off a plain chain (skip
+  connections) the per-layer factor means nothing; there a tenfold growth is exploding only
+  when the forward scale multiplies too (mean square of the pre-activations up 100x from the
+  first to the last activation): the residual stream's variance compounds block after block,
+  as in unnormalised ResNets with He-initialised branches (Zhang, Dauphin & Ma 2019, Fixup),
+  whereas normalised ResNets grow it only linearly (the branch adds O(1) variance per block).
+  Pooling, reshaping, padding and dropout (``STRUCTURAL_TYPES``) spread the signal over more
+  or fewer entries without changing what the layers before them learn; their gain is taken
+  out of the judged ratio. Modules gradmedic has no model for (an activation it does not
+  know, a custom layer) stay in: their decay is real.
 * **Attribution** splits ``log10 r`` over the modules on the path: weight layers
   (``sqrt(sw2)`` each), activation derivatives (``sqrt(E[phi'^2])``, sigmoid's at most 0.25),
-  dead units (``sqrt(1 - dead_frac)``), normalisation and the rest, and sets the product of
-  the per-layer gains beside the measured ratio (equal on a plain chain; different when skip
-  connections carry the signal around the modules).
+  dead units (``sqrt(1 - dead_frac)``), normalisation, pooling/reshaping, unmodelled modules
+  and what happens *between* hooked modules (functional calls such as ``torch.sigmoid`` in
+  ``forward``, skip connections), and sets the product of the per-layer gains beside the
+  measured ratio (equal on a plain chain; different when skip connections carry the signal
+  around the modules).
+* **poor-init** compares the weight scale with theory's critical ``sigma_w^2`` where one is
+  practical (ReLU family, tanh: He / Xavier); a net at its critical scale is never blamed on
+  its init, whatever else makes its signal vanish or explode.
 * **Saturation / dead units**: the fraction of units with ``|phi'| < 1 %`` of its maximum
   (sigmoid, tanh, ...) or dead for the whole batch (ReLU).
 * **RNNs**: the profile ``||dL/dh_t||`` over time, its first/last ratio and memory horizon
@@ -37,6 +51,7 @@ from ..trace import Trace
 from .findings import Finding, Prescription
 from .predict import InitPrediction, init_predictions
 from .table import EndToEnd, end_to_end, layer_table, module_infos, signal_steps
+from .table import module_category as _category
 
 __all__ = [
     "DEAD_ERROR",
@@ -56,6 +71,10 @@ EXPLODE_WARNING = 1e3
 EXPLODE_ERROR = 1e6
 CHAOTIC_LAYER_GAIN = 1.1
 CHAOTIC_MIN_GROWTH = 10.0
+#: Forward growth (ratio of pre-activation mean squares, last / first activation) that makes a
+#: skip-connected path's backward growth multiplicative: 100x in q = 10x in scale. Normalised
+#: residual nets grow q linearly (about 10x over 24 blocks); unnormalised ones geometrically.
+FORWARD_GROWTH = 100.0
 #: Relative weight update per step below which a layer does not learn in practice.
 LEARN_MIN_UPDATE = 1e-6
 SATURATION_WARNING = 0.5
@@ -282,11 +301,15 @@ def _attribution(ctx: Context, e: EndToEnd) -> dict[str, Any]:
         "log10_dead_units": _f(c.get("dead_units")),
         "log10_normalisation": _f(c.get("norm")),
         "log10_other": _f(c.get("other")),
+        "log10_structural": _f(c.get("structural")),
+        "log10_between_modules": _f(c.get("between")),
     }
-    total = sum(v for v in c.values() if math.isfinite(v))
+    # Shares of the judged decay: pooling/reshaping is taken out of the judged ratio.
+    judged = {k: v for k, v in c.items() if k != "structural"}
+    total = sum(v for v in judged.values() if math.isfinite(v))
     if math.isfinite(total) and abs(total) > 1e-9:
         out["share"] = {
-            k: _f(v / total, 3) for k, v in c.items() if math.isfinite(v) and abs(v) > 1e-3
+            k: _f(v / total, 3) for k, v in judged.items() if math.isfinite(v) and abs(v) > 1e-3
         }
     deficit = _critical_deficit(ctx)
     if deficit is not None:
@@ -304,7 +327,7 @@ def _chain_note(e: EndToEnd) -> dict[str, Any]:
 
 def _top_cause(ctx: Context, e: EndToEnd, act: str | None) -> tuple[str, str]:
     """(key, phrase) of the largest contribution to a decay."""
-    c = {k: v for k, v in e.contributions.items() if math.isfinite(v)}
+    c = {k: v for k, v in e.contributions.items() if math.isfinite(v) and k != "structural"}
     deficit = _critical_deficit(ctx)
     if e.contributions.get("dead_units", 0.0) == -math.inf:
         return "dead_units", "dead units block the signal completely"
@@ -328,7 +351,22 @@ def _top_cause(ctx: Context, e: EndToEnd, act: str | None) -> tuple[str, str]:
         return key, "dead units (zero for every sample)"
     if key == "norm":
         return key, "the normalisation layers"
-    return key, "pooling and other parameter-free layers"
+    if key == "between":
+        return key, (
+            "operations between the hooked modules (functional calls in forward such as "
+            "torch.sigmoid or F.tanh, which the Monitor sees only through the signal they "
+            "remove, or skip connections)"
+        )
+    others = [
+        str(ctx.infos.get(n, {}).get("type"))
+        for n in e.path
+        if ctx.infos.get(n) and _category(ctx.infos[n]) == "other"
+    ]
+    kinds = ", ".join(sorted(set(others))[:3])
+    return key, (
+        "modules gradmedic has no derivative model for"
+        + (f" ({kinds}: an activation it does not know or a custom layer)" if kinds else "")
+    )
 
 
 def rule_depth(ctx: Context) -> list[Finding]:
@@ -336,11 +374,12 @@ def rule_depth(ctx: Context) -> list[Finding]:
     e = ctx.e2e
     if e is None or e.crossings < 1:
         return []
-    # Pooling/reshaping changes the number of entries, not how well layers learn: on a chain
-    # its gain is taken out of the ratio that is judged.
+    # Pooling/reshaping/dropout change the number of entries (or mask them), not how well the
+    # layers before them learn: their gain is taken out of the ratio that is judged.
     r = e.ratio
-    if e.chain and e.contributions.get("other", 0.0) and math.isfinite(e.contributions["other"]):
-        r = r / 10 ** e.contributions["other"]
+    structural = e.contributions.get("structural", 0.0)
+    if structural and math.isfinite(structural) and abs(structural) < 300:
+        r = r / 10**structural
     if not math.isfinite(r) and not math.isinf(r):
         return []
     first = _row(ctx, e.first)
@@ -408,13 +447,43 @@ def rule_depth(ctx: Context) -> list[Finding]:
         out += _poor_init(ctx, e, act, sev, vanishing=True)
     elif r > 1.0:
         per = r ** (1.0 / e.crossings)
-        chaotic = per >= CHAOTIC_LAYER_GAIN and r >= CHAOTIC_MIN_GROWTH
-        if r >= EXPLODE_WARNING or chaotic:
+        growth = _forward_growth(ctx, e)
+        # On a plain chain every layer multiplies the signal, so a per-layer factor >= 1.1 is
+        # the chaotic phase. Off a chain (skip connections) the per-layer factor means nothing:
+        # the growth is multiplicative only when the forward scale compounds too.
+        chaotic = e.chain and per >= CHAOTIC_LAYER_GAIN and r >= CHAOTIC_MIN_GROWTH
+        stream = (
+            not e.chain
+            and r >= CHAOTIC_MIN_GROWTH
+            and growth is not None
+            and growth >= FORWARD_GROWTH
+        )
+        if r >= EXPLODE_WARNING or chaotic or stream:
             sev = "error" if r >= EXPLODE_ERROR else "warning"
             if norm_driven and r < EXPLODE_WARNING:
                 sev = "info"
             ev = {**base, **_attribution(ctx, e)}
-            if norm_driven:
+            if growth is not None:
+                ev["forward_preact_ms_growth"] = _f(growth)
+            if not e.chain and not norm_driven:
+                cause = (
+                    f"The backward signal grows {r:.1f}x from '{e.last}' back to '{e.first}' "
+                    "across a path with skip connections"
+                    + (
+                        f", and the forward activations' mean square grows {growth:.3g}x: "
+                        if growth is not None
+                        else ": "
+                    )
+                    + "each residual block adds a branch as large as its input, so the stream's "
+                    "variance multiplies block after block (unnormalised ResNets, Zhang et al. "
+                    "2019, Fixup); zero-initialise the last layer of each branch or normalise it."
+                )
+                pres = [
+                    Prescription("zero-init-residual", {}, "each block starts as the identity"),
+                    Prescription("add-norm", {"kind": "batch"}, "bounds every branch's scale"),
+                    Prescription("clip-grad-norm", {"max_norm": 1.0}, "cap each step"),
+                ]
+            elif norm_driven:
                 cause = (
                     f"The backward signal grows {r:.1f}x across {e.crossings} layers, driven by "
                     "the normalisation layers: batch normalisation without skip connections "
@@ -451,17 +520,39 @@ def rule_depth(ctx: Context) -> list[Finding]:
     return out
 
 
+def _forward_growth(ctx: Context, e: EndToEnd) -> float | None:
+    """Growth of the forward scale along the path at init: mean square of the pre-activation
+    (the Monitor's ``preact_ms``, q) at the last activation module over the first; None with
+    fewer than two activation modules measured."""
+    qs = [
+        float(r["preact_ms"])
+        for r in ctx.rows
+        if r["module"] in set(e.path)
+        and r["category"] == "activation"
+        and r.get("preact_ms") is not None
+        and math.isfinite(r["preact_ms"])
+    ]
+    if len(qs) < 2 or qs[0] <= 0:
+        return None
+    return qs[-1] / qs[0]
+
+
 def _poor_init(
     ctx: Context, e: EndToEnd, act: str | None, sev: str, *, vanishing: bool
 ) -> list[Finding]:
     """poor-init when the weight scale explains a large part (>= 1 order of magnitude and a
-    quarter of the total) of the vanishing/explosion, measured or against the critical init."""
+    quarter of the total) of the vanishing/explosion.
+
+    Where theory has a practical critical scale for the activation (ReLU family, tanh: He /
+    Xavier) the weights are judged against it, ``sum 0.5 log10(sw2 / sw2_crit)``: a network
+    at its critical scale is not badly initialised whatever else moves its signal (skip
+    connections, normalisation, functional ops). Otherwise the measured weight gains count."""
     w = e.contributions.get("weights", 0.0)
     total = _log10(e.ratio) if e.ratio > 0 else -math.inf
     deficit = _critical_deficit(ctx)
     weight_part = w if math.isfinite(w) else 0.0
     practical = act in _RELU_LIKE | {"tanh", "softsign"}
-    if deficit is not None and practical and abs(deficit) > abs(weight_part):
+    if deficit is not None and practical:
         weight_part = deficit
     if abs(weight_part) < 1.0:
         return []
@@ -471,6 +562,10 @@ def _poor_init(
         return []
     ps = _pair_summary(ctx)
     sw2 = ps.get("sigma_w2_median")
+    if sw2 is None:  # no Linear+activation pair theory models: the weights on the path
+        sws = [ctx.infos[n]["sw2"] for n in e.path if "sw2" in ctx.infos.get(n, {})]
+        sw2 = _f(statistics.median(sws)) if sws else None
+        ps = {**ps, "sigma_w2_median": sw2}
     crit = ps.get("critical_sigma_w2")
     scheme = _reinit_scheme(act)
     cause = (
@@ -578,6 +673,17 @@ def rule_dead(ctx: Context) -> list[Finding]:
         sev = "warning"
     else:
         sev = "info"
+    # A convolution's unit is a channel, but the Monitor's dead_frac counts (channel, position)
+    # entries that are zero for the whole batch: positions whose receptive field is constant
+    # over the data (blank image borders, zero padding) count as dead although the channel
+    # learns from every other position. For conv-fed layers the number is an upper bound on
+    # dead channels; only a layer that is dead almost everywhere (>= DEAD_ERROR) is then more
+    # than a note.
+    conv_fed = {n for n in relus if _fed_by_conv(ctx, n)}
+    if conv_fed and sev != "info" and not any(v >= DEAD_ERROR for v in hits.values()):
+        dense = [fr[n] for n in relus if n not in conv_fed]
+        if not dense or statistics.fmean(dense) < DEAD_WARNING:
+            sev = "info"
     names = sorted(hits, key=lambda n: ctx.infos[n].get("ord", 0))
     bias = {}
     for n in names:
@@ -603,6 +709,7 @@ def rule_dead(ctx: Context) -> list[Finding]:
                 "dead_frac": {n: _f(hits[n], 3) for n in names},
                 "mean_dead_frac": _f(mean_dead, 3),
                 "bias_mean_before": bias,
+                "conv_fed_per_position": sorted(n for n in names if n in conv_fed),
             },
             prescriptions=[
                 Prescription("swap-activation", {"to": "leaky_relu"}, "slope 0.01 for x < 0"),
@@ -610,6 +717,11 @@ def rule_dead(ctx: Context) -> list[Finding]:
             ],
         )
     ]
+
+
+def _fed_by_conv(ctx: Context, name: str) -> bool:
+    prev = _previous_weight(ctx, name)
+    return bool(prev) and str(ctx.infos[prev].get("type", "")).startswith("Conv")
 
 
 def _previous_weight(ctx: Context, name: str) -> str | None:
@@ -755,6 +867,33 @@ def rule_rnn(ctx: Context) -> list[Finding]:
                     step=steps[0],
                 )
             )
+        elif _predicted_time_decay(info, T) is not None:
+            # The measured profile did not fall, yet the recurrence contracts: with a loss on
+            # every time step each h_t receives its own step's gradient, which hides how little
+            # of the late steps' gradient reaches it. Theory's estimate is a note, not an alarm.
+            rho = float(info["whh_radius"])
+            lg = _predicted_time_decay(info, T)
+            ev.update(spectral_radius=_f(rho), predicted_log10_decay=_f(lg), basis="theory")
+            out.append(
+                Finding(
+                    slug="rnn-long-range-vanishing",
+                    severity="info",
+                    title=f"Recurrence of '{name}' contracts: 10^{lg:.0f} over {T} steps (theory)",
+                    cause=(
+                        f"W_hh has spectral radius {rho:.3g} < 1, so a gradient sent back through "
+                        f"{T - 1} steps shrinks like {rho:.2g}^{T - 1} = 10^{lg:.1f} (tanh' <= 1 "
+                        "only shrinks it more); the measured profile stays level because every "
+                        "step's own loss feeds it, so dependencies that long cannot be learned."
+                    ),
+                    layers=[name],
+                    evidence=ev,
+                    prescriptions=[
+                        Prescription("replace-rnn", {"to": "lstm"}, "gated cell path"),
+                        Prescription("orthogonal-recurrent", {}, "norm-preserving recurrence"),
+                    ],
+                    step=steps[0],
+                )
+            )
         elif verdict == "exploding-possible" and float(info["whh_sigma_max"]) >= 2.0:
             out.append(
                 Finding(
@@ -773,6 +912,16 @@ def rule_rnn(ctx: Context) -> list[Finding]:
                 )
             )
     return out
+
+
+def _predicted_time_decay(info: dict[str, Any], T: int) -> float | None:
+    """log10 of ``rho(W_hh)^(T-1)`` for a vanilla RNN whose recurrence contracts enough to lose
+    more than 1e3 over the sequence; None otherwise (gated cells, rho >= 1, short sequences)."""
+    rho = info.get("whh_radius")
+    if info.get("type") != "RNN" or rho is None or not (0 < float(rho) < 1) or T < 2:
+        return None
+    lg = (T - 1) * math.log10(float(rho))
+    return lg if lg < math.log10(RNN_VANISH_WARNING) else None
 
 
 def rule_spikes(ctx: Context) -> list[Finding]:

@@ -35,6 +35,7 @@ from .predict import module_predicted_gain
 __all__ = [
     "NORM_TYPES",
     "RNN_TYPE_NAMES",
+    "STRUCTURAL_TYPES",
     "EndToEnd",
     "end_to_end",
     "layer_table",
@@ -59,6 +60,59 @@ NORM_TYPES = frozenset(
     }
 )
 RNN_TYPE_NAMES = frozenset({"RNN", "LSTM", "GRU"})
+#: Parameter-free modules that move, pool, pad or mask entries but apply no nonlinearity: their
+#: backward gain reflects how many entries the signal is spread over (an 8x8 average pool
+#: divides ``||dL/dx||`` by 8 while every weight upstream still receives the summed gradient),
+#: not how well the layers before them learn, so the depth rules take it out of the judged ratio.
+STRUCTURAL_TYPES = frozenset(
+    {
+        "Flatten",
+        "Unflatten",
+        "Identity",
+        "Dropout",
+        "Dropout1d",
+        "Dropout2d",
+        "Dropout3d",
+        "AlphaDropout",
+        "FeatureAlphaDropout",
+        "MaxPool1d",
+        "MaxPool2d",
+        "MaxPool3d",
+        "AvgPool1d",
+        "AvgPool2d",
+        "AvgPool3d",
+        "AdaptiveAvgPool1d",
+        "AdaptiveAvgPool2d",
+        "AdaptiveAvgPool3d",
+        "AdaptiveMaxPool1d",
+        "AdaptiveMaxPool2d",
+        "AdaptiveMaxPool3d",
+        "LPPool1d",
+        "LPPool2d",
+        "FractionalMaxPool2d",
+        "Upsample",
+        "UpsamplingNearest2d",
+        "UpsamplingBilinear2d",
+        "PixelShuffle",
+        "PixelUnshuffle",
+        "ChannelShuffle",
+        "ZeroPad1d",
+        "ZeroPad2d",
+        "ZeroPad3d",
+        "ConstantPad1d",
+        "ConstantPad2d",
+        "ConstantPad3d",
+        "ReflectionPad1d",
+        "ReflectionPad2d",
+        "ReflectionPad3d",
+        "ReplicationPad1d",
+        "ReplicationPad2d",
+        "ReplicationPad3d",
+        "CircularPad1d",
+        "CircularPad2d",
+        "CircularPad3d",
+    }
+)
 
 _TABLE_QUANTITIES = (
     "grad_norm",
@@ -107,7 +161,10 @@ def module_infos(trace: Trace) -> dict[str, dict[str, Any]]:
 
 
 def module_category(info: dict[str, Any]) -> str:
-    """``weight`` (Linear/Conv), ``recurrent``, ``activation``, ``norm`` or ``other``."""
+    """``weight`` (Linear/Conv), ``recurrent``, ``activation``, ``norm``, ``structural``
+    (pooling, reshaping, padding, dropout: :data:`STRUCTURAL_TYPES`) or ``other`` (modules
+    gradmedic has no model of: an activation it does not know, a custom parameter-free layer,
+    an embedding)."""
     t = info.get("type", "")
     if t in RNN_TYPE_NAMES:
         return "recurrent"
@@ -117,6 +174,8 @@ def module_category(info: dict[str, Any]) -> str:
         return "activation"
     if t in NORM_TYPES:
         return "norm"
+    if t in STRUCTURAL_TYPES:
+        return "structural"
     return "other"
 
 
@@ -160,7 +219,8 @@ def layer_table(trace: Trace, step: int | None = None) -> list[dict[str, Any]]:
     """One row per hooked module in model order at ``step`` (default: the first recorded step,
     i.e. the initialisation).
 
-    Keys: ``module``, ``type``, ``category`` (weight / recurrent / activation / norm / other),
+    Keys: ``module``, ``type``, ``category`` (weight / recurrent / activation / norm /
+    structural / other),
     ``activation``, ``grad_norm`` (root of summed squares of the module's parameter gradients),
     ``param_norm`` and ``grad_to_weight`` = ``||dL/dW|| / ||W||`` of its weight,
     ``update_ratio`` (median ``||dW_step|| / ||W||`` over the run, with an optimizer),
@@ -231,8 +291,13 @@ class EndToEnd:
     ``gain_product``: product of the measured gains of ``path[1:]`` (equal to ``ratio`` on a
     plain chain); ``chain``: True when every module's input signal is the previous module's
     output signal (no skip connection or branch on the path); ``contributions``: log10 of the
-    gain product split by cause (weights, activation derivative, dead units, normalisation,
-    other).
+    end-to-end ratio split by cause: ``weights``, ``activation`` (derivative), ``dead_units``,
+    ``norm`` (normalisation), ``structural`` (pooling/reshaping/dropout), ``other`` (modules
+    without a model: unknown activations, custom layers) and ``between``: the signal lost or
+    gained *between* hooked modules, ``sum log10(signal_out(prev) / signal_in(next))`` over the
+    junctions of the path (functional calls such as ``torch.sigmoid`` in ``forward``, or skip
+    connections adding to the signal). Since ``so_{k-1}/so_k = (so_{k-1}/si_k)(si_k/so_k)`` the
+    parts add up to ``log10 ratio`` exactly when every module on the path has both signals.
     """
 
     step: int
@@ -294,7 +359,13 @@ def end_to_end(trace: Trace, step: int | None = None) -> EndToEnd | None:
             break
         prev = r
     contributions = {"weights": 0.0, "activation": 0.0, "dead_units": 0.0, "norm": 0.0}
-    contributions["other"] = 0.0
+    contributions.update(structural=0.0, other=0.0, between=0.0)
+    prev_out = path_rows[0]["signal_out"]
+    for r in path_rows[1:]:
+        si = r["signal_in"]
+        if prev_out is not None and si is not None and prev_out > 0 and si > 0:
+            contributions["between"] += math.log10(prev_out / si)
+        prev_out = r["signal_out"]
     log_prod = 0.0
     pred_log = 0.0
     pred_ok = True
@@ -317,6 +388,8 @@ def end_to_end(trace: Trace, step: int | None = None) -> EndToEnd | None:
             contributions["activation"] += lg - dead_part
         elif cat == "norm":
             contributions["norm"] += lg
+        elif cat == "structural":
+            contributions["structural"] += lg
         else:
             contributions["other"] += lg
         pg = r.get("predicted_gain")
