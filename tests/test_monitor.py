@@ -535,3 +535,19 @@ def test_vanilla_rnn_on_adding_200_and_exploding_radius_3_profiles():
     f = run.trace.frame
     prof = f[f.quantity == "input_grad_t"].sort_values("idx").value.to_numpy()
     assert prof[0] > 1e4 * prof[-1]
+
+
+def test_dead_units_of_a_feature_map_are_channels():
+    """A 1x1 conv + ReLU on images that are zero outside a central patch: every channel is
+    alive (the patch), although 75% of (channel, position) pairs are zero everywhere."""
+    conv = nn.Conv2d(1, 4, 1, bias=False)
+    with torch.no_grad():
+        conv.weight.fill_(1.0)
+        conv.weight[3].fill_(-1.0)  # channel 3: negative everywhere -> dead
+    model = nn.Sequential(conv, nn.ReLU(), nn.Flatten(), nn.Linear(4 * 64, 1))
+    x = torch.zeros(16, 1, 8, 8)
+    x[:, :, 2:6, 2:6] = torch.rand(16, 1, 4, 4) + 0.1
+    with Monitor(model, every=1) as mon:
+        model(x).sum().backward()
+        mon.step()
+    assert _value(mon.frame(), "1", "dead_frac") == 0.25

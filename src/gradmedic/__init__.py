@@ -21,8 +21,10 @@ _EXPORTS = {
     "NonFiniteError": "monitor",
     "Schedule": "monitor",
     "Trace": "trace",
+    "TreatmentResult": "treatment",
     "diagnose": "diagnosis",
     "read_trace": "trace",
+    "treat": "treatment",
 }
 
 __all__ = [
@@ -32,9 +34,11 @@ __all__ = [
     "NonFiniteError",
     "Schedule",
     "Trace",
+    "TreatmentResult",
     "__version__",
     "diagnose",
     "read_trace",
+    "treat",
 ]
 
 if TYPE_CHECKING:
@@ -42,6 +46,7 @@ if TYPE_CHECKING:
     from .errors import GradmedicError
     from .monitor import Monitor, NonFiniteError, Schedule
     from .trace import Trace, read_trace
+    from .treatment import TreatmentResult, treat
 
 
 def __getattr__(name: str) -> Any:

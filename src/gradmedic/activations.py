@@ -123,8 +123,15 @@ ACTIVATION_TYPES: tuple[type[nn.Module], ...] = (
     nn.Softsign,
     nn.Hardtanh,  # nn.ReLU6 is a Hardtanh subclass
     nn.Hardsigmoid,
+    nn.Hardswish,
     nn.Mish,
     nn.Softplus,
+    nn.RReLU,
+    nn.LogSigmoid,
+    nn.Tanhshrink,
+    nn.Softshrink,
+    nn.Hardshrink,
+    nn.Threshold,
 )
 
 
@@ -172,6 +179,26 @@ def derivative_for(module: nn.Module) -> Derivative | None:
         return Derivative(name, _step(lo, hi), 1.0, _mask(lo, hi))
     if isinstance(m, nn.Hardsigmoid):
         return Derivative("hardsigmoid", lambda x: _step(-3.0, 3.0)(x) / 6.0, 1.0 / 6.0)
+    if isinstance(m, nn.Hardswish):  # x * relu6(x + 3) / 6: slope (2x + 3) / 6 on (-3, 3)
+        inner = _mask(-3.0, 3.0)
+
+        def hardswish(x: torch.Tensor) -> torch.Tensor:
+            return torch.where(x >= 3, torch.ones_like(x), inner(x) * (2 * x + 3) / 6)
+
+        return Derivative("hardswish", hardswish, 1.5)
+    if isinstance(m, nn.RReLU):  # random slope in training; its mean in expectation
+        return Derivative("rrelu", _leaky((m.lower + m.upper) / 2), 1.0)
+    if isinstance(m, nn.LogSigmoid):
+        return Derivative("logsigmoid", lambda x: torch.sigmoid(-x), 1.0)
+    if isinstance(m, nn.Tanhshrink):
+        return Derivative("tanhshrink", lambda x: torch.tanh(x).square(), 1.0)
+    if isinstance(m, (nn.Softshrink, nn.Hardshrink)):
+        lam = float(m.lambd)
+        active = lambda x: x.abs() > lam  # noqa: E731
+        return Derivative(type(m).__name__.lower(), lambda x: active(x).to(x.dtype), 1.0, active)
+    if isinstance(m, nn.Threshold):
+        th = float(m.threshold)
+        return Derivative("threshold", _step(th, None), 1.0, _mask(th, None))
     if isinstance(m, nn.Softplus):
         b = float(m.beta)
         return Derivative("softplus", lambda x: torch.sigmoid(b * x), 1.0)

@@ -673,17 +673,8 @@ def rule_dead(ctx: Context) -> list[Finding]:
         sev = "warning"
     else:
         sev = "info"
-    # A convolution's unit is a channel, but the Monitor's dead_frac counts (channel, position)
-    # entries that are zero for the whole batch: positions whose receptive field is constant
-    # over the data (blank image borders, zero padding) count as dead although the channel
-    # learns from every other position. For conv-fed layers the number is an upper bound on
-    # dead channels; only a layer that is dead almost everywhere (>= DEAD_ERROR) is then more
-    # than a note.
-    conv_fed = {n for n in relus if _fed_by_conv(ctx, n)}
-    if conv_fed and sev != "info" and not any(v >= DEAD_ERROR for v in hits.values()):
-        dense = [fr[n] for n in relus if n not in conv_fed]
-        if not dense or statistics.fmean(dense) < DEAD_WARNING:
-            sev = "info"
+    # A convolution's unit is a channel: the Monitor counts a channel dead only when it is zero
+    # at every position of every sample, so conv-fed layers need no special case here.
     names = sorted(hits, key=lambda n: ctx.infos[n].get("ord", 0))
     bias = {}
     for n in names:
@@ -709,7 +700,6 @@ def rule_dead(ctx: Context) -> list[Finding]:
                 "dead_frac": {n: _f(hits[n], 3) for n in names},
                 "mean_dead_frac": _f(mean_dead, 3),
                 "bias_mean_before": bias,
-                "conv_fed_per_position": sorted(n for n in names if n in conv_fed),
             },
             prescriptions=[
                 Prescription("swap-activation", {"to": "leaky_relu"}, "slope 0.01 for x < 0"),

@@ -203,6 +203,7 @@ class Monitor:
         self._kinds = {n: (is_activation(m), isinstance(m, _RNN_TYPES)) for n, m in selected}
         self._trainable = {n: any(p.requires_grad for p in m.parameters()) for n, m in selected}
         self._derivs = {n: derivative_for(m) for n, m in selected if is_activation(m)}
+        self._channel_first = _channel_first_activations(self.model)
         self._plan_step()
         try:
             for name, module in selected:
@@ -422,9 +423,14 @@ class Monitor:
             yd = y.detach()
             yd = yd.float() if yd.dtype in (torch.float16, torch.bfloat16) else yd
             n = yd.numel()
-            lead = yd if yd.dim() >= 2 else yd.unsqueeze(1)
-            # dead unit: zero output for every sample of the batch
-            peak = lead.amax(0) if isinstance(module, _NONNEG) else lead.abs().amax(0)
+            # a dead unit is zero for every sample (and, in a feature map, every position)
+            if yd.dim() < 2:
+                units = yd.unsqueeze(1)
+            elif self._channel_first.get(name) and yd.dim() > 2:
+                units = yd.transpose(1, -1).reshape(-1, yd.shape[1])
+            else:
+                units = yd.reshape(-1, yd.shape[-1])
+            peak = units.amax(0) if isinstance(module, _NONNEG) else units.abs().amax(0)
             dead = (peak == 0).sum() / peak.numel()
             flat = yd.reshape(-1)
             mean = flat.sum() / n
@@ -755,6 +761,21 @@ _ACT_FIELDS = (
     "act_mean",
     "act_std",
 )
+
+
+def _channel_first_activations(model: nn.Module) -> dict[str, bool]:
+    """Activations that follow a conv or batch-norm layer see (N, C, ...) feature maps, whose
+    units are channels; others see (..., features). Decided from the module order."""
+    channel_first = (nn.modules.conv._ConvNd, nn.modules.batchnorm._BatchNorm)
+    feature_last = (nn.Linear, nn.LayerNorm, nn.RNNBase, nn.Embedding)
+    out: dict[str, bool] = {}
+    after_conv = False
+    for name, m in model.named_modules():
+        if isinstance(m, channel_first + feature_last):
+            after_conv = isinstance(m, channel_first)
+        elif is_activation(m):
+            out[name] = after_conv
+    return out
 
 
 def _group_by_device_dtype(tensors: Iterable[torch.Tensor]) -> list[list[torch.Tensor]]:

@@ -1,0 +1,77 @@
+"""Remedies for vanishing and exploding gradients, each applied and reported exactly.
+
+Every remedy is non-destructive by default (it returns a new model and leaves yours
+untouched), has an in-place variant with a trailing underscore (as in torch), and returns a
+:class:`RemedyReport` listing exactly what it changed. By spec, the form diagnoses prescribe::
+
+    from gradmedic.remedies import apply
+    new_model, report = apply(model, "swap-activation(to=leaky_relu)+reinit(scheme=kaiming)")
+    print(report)            # one line per change
+
+Remedy names (``REMEDIES``): ``swap-activation(to=, slope=, alpha=)``,
+``reinit(scheme=xavier|xavier_normal|kaiming|orthogonal|lsuv|critical)``,
+``add-norm(kind=batch|layer)``, ``add-residual``, ``zero-init-residual``,
+``replace-rnn(to=lstm|gru)``, ``forget-bias(value=1.0)``, ``orthogonal-recurrent``,
+``add-aux-heads(weight=0.3)``, ``fix-loss(to=bce-logits|ce)``, ``clip-grad-norm(max_norm=1.0)``,
+``clip-grad-value(clip_value=...)``, ``agc(clip_factor=0.01)``, ``autoclip(percentile=10)``,
+``lower-lr(factor=0.1)``. :func:`applicable` lists those that apply to a model.
+
+Clippers (:mod:`gradmedic.remedies.clipping`) are callables ``clipper(params) -> float`` used
+between ``loss.backward()`` and ``optimizer.step()``.
+"""
+
+from __future__ import annotations
+
+from .activation import SWAP_TARGETS, swap_activation, swap_activation_
+from .base import RemedyReport
+from .clipping import AGC, AutoClip, ClipGradNorm, ClipGradValue, Clipper, make_clipper
+from .init import SCHEMES, lsuv_, reinit, reinit_, zero_init_residual, zero_init_residual_
+from .loss import fix_loss, fix_loss_
+from .recurrent import (
+    orthogonal_recurrent,
+    orthogonal_recurrent_,
+    replace_rnn,
+    replace_rnn_,
+    set_forget_bias,
+    set_forget_bias_,
+)
+from .registry import REMEDIES, Remedy, applicable, apply, canonical_order, split_specs
+from .structure import AuxiliaryHeads, Residual, add_aux_heads, add_norm, add_residual
+
+__all__ = [
+    "AGC",
+    "REMEDIES",
+    "SCHEMES",
+    "SWAP_TARGETS",
+    "AutoClip",
+    "AuxiliaryHeads",
+    "ClipGradNorm",
+    "ClipGradValue",
+    "Clipper",
+    "Remedy",
+    "RemedyReport",
+    "Residual",
+    "add_aux_heads",
+    "add_norm",
+    "add_residual",
+    "applicable",
+    "apply",
+    "canonical_order",
+    "fix_loss",
+    "fix_loss_",
+    "lsuv_",
+    "make_clipper",
+    "orthogonal_recurrent",
+    "orthogonal_recurrent_",
+    "reinit",
+    "reinit_",
+    "replace_rnn",
+    "replace_rnn_",
+    "set_forget_bias",
+    "set_forget_bias_",
+    "split_specs",
+    "swap_activation",
+    "swap_activation_",
+    "zero_init_residual",
+    "zero_init_residual_",
+]

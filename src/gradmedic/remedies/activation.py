@@ -1,0 +1,369 @@
+"""Activation swap: replace saturating activations (sigmoid, tanh) by ones that keep a slope.
+
+Why (Glorot & Bengio 2010; Maas et al. 2013; Clevert et al. 2016): back-propagation multiplies
+the gradient by ``phi'(h)`` at every layer; sigmoid's derivative is at most 0.25 and both
+sigmoid and tanh have ``phi' -> 0`` when saturated, so the product over depth vanishes.
+ReLU keeps ``phi' = 1`` on positives but units can die; LeakyReLU (``0.01 x`` for ``x < 0``),
+ELU, GELU, SiLU and SELU keep a slope. Targets: ``relu``, ``leaky_relu(slope)``, ``elu(alpha)``,
+``gelu``, ``silu``, ``selu``, ``tanh``, ``sigmoid`` (by name or class).
+
+Which modules change: ``where=None`` selects every activation module except an output
+activation (one with no Linear/Conv after it, which belongs to the loss: see ``fix-loss``);
+otherwise ``where`` is a module class, a class name (``"Sigmoid"``), a qualified-name glob
+(``"3"``, ``"blocks.*.act"``) or a list of them.
+
+Activations called as functions in ``forward`` (``torch.sigmoid(h)``, ``F.relu(h)``,
+``h.tanh()``) cannot be swapped by replacing modules: :func:`swap_activation` rewrites them
+with torch.fx when the model is traceable (the result is then a ``torch.fx.GraphModule``) and
+otherwise lists every call it could not change in the report's warnings.
+
+>>> from torch import nn
+>>> net = nn.Sequential(nn.Linear(4, 4), nn.Sigmoid(), nn.Linear(4, 2))
+>>> new, rep = swap_activation(net, "leaky_relu")
+>>> rep.changes
+['1: Sigmoid -> LeakyReLU(0.01)']
+"""
+
+from __future__ import annotations
+
+import copy
+import fnmatch
+import inspect
+import re
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..activations import ACTIVATION_TYPES, is_activation
+from ..errors import ConfigError, unknown_name
+from ..zoo import make_activation
+from .base import WEIGHTED_TYPES, RemedyReport, leaf_modules, maybe_copy, set_submodule
+
+__all__ = [
+    "SWAP_TARGETS",
+    "find_functional_activations",
+    "output_activations",
+    "swap_activation",
+    "swap_activation_",
+]
+
+#: Names ``to=`` accepts.
+SWAP_TARGETS: tuple[str, ...] = (
+    "leaky_relu",
+    "relu",
+    "elu",
+    "gelu",
+    "silu",
+    "selu",
+    "tanh",
+    "sigmoid",
+)
+
+_CLASS_TO_NAME = {
+    nn.LeakyReLU: "leaky_relu",
+    nn.ReLU: "relu",
+    nn.ELU: "elu",
+    nn.GELU: "gelu",
+    nn.SiLU: "silu",
+    nn.SELU: "selu",
+    nn.Tanh: "tanh",
+    nn.Sigmoid: "sigmoid",
+}
+
+# functional activations torch.fx can see, by what they compute
+_FUNCTIONS: dict[Any, str] = {
+    torch.sigmoid: "sigmoid",
+    torch.tanh: "tanh",
+    torch.relu: "relu",
+    F.sigmoid: "sigmoid",
+    F.tanh: "tanh",
+    F.relu: "relu",
+    F.leaky_relu: "leaky_relu",
+    F.elu: "elu",
+    F.gelu: "gelu",
+    F.silu: "silu",
+    F.selu: "selu",
+}
+_METHODS = {"sigmoid": "sigmoid", "tanh": "tanh", "relu": "relu", "sigmoid_": "sigmoid"}
+_SOURCE_CALL = re.compile(
+    r"(?:torch\.(?:nn\.functional\.)?|\bF\.)(sigmoid|tanh|relu|leaky_relu|elu|gelu|silu|selu)\s*\("
+    r"|\.(sigmoid|tanh|relu)\s*\(\s*\)"
+)
+
+
+def _describe(mod: nn.Module) -> str:
+    if isinstance(mod, nn.LeakyReLU):
+        return f"LeakyReLU({mod.negative_slope:g})"
+    if isinstance(mod, nn.ELU):
+        return f"ELU({float(mod.alpha):g})"
+    return type(mod).__name__
+
+
+def _target_factory(
+    to: str | type[nn.Module] | nn.Module, slope: float | None, alpha: float | None
+) -> tuple[str, Any]:
+    """(label, zero-argument factory of fresh activation modules)."""
+    if isinstance(to, nn.Module):
+        template = to
+        return _describe(template), lambda: copy.deepcopy(template)
+    if isinstance(to, type) and issubclass(to, nn.Module):
+        if to not in _CLASS_TO_NAME:
+            raise unknown_name(
+                "activation class", to.__name__, [c.__name__ for c in _CLASS_TO_NAME]
+            )
+        to = _CLASS_TO_NAME[to]
+    name = str(to).strip().lower()
+    base = name.split("(")[0].strip()
+    if base not in SWAP_TARGETS:
+        raise unknown_name("activation to swap to", base, SWAP_TARGETS)
+    if "(" not in name:
+        if slope is not None and base != "leaky_relu":
+            raise ConfigError(f"slope= only applies to leaky_relu, not {base}")
+        if alpha is not None and base != "elu":
+            raise ConfigError(f"alpha= only applies to elu, not {base}")
+        if base == "leaky_relu":
+            name = f"leaky_relu({0.01 if slope is None else float(slope)})"
+        elif base == "elu":
+            name = f"elu({1.0 if alpha is None else float(alpha)})"
+    make_activation(name)  # validate the arguments now
+    return _describe(make_activation(name)), lambda: make_activation(name)
+
+
+def output_activations(model: nn.Module) -> set[str]:
+    """Names of activation modules with no Linear/Conv after them (the model's output
+    nonlinearity, paired with the loss)."""
+    out: set[str] = set()
+    for name, mod in leaf_modules(model):
+        if isinstance(mod, WEIGHTED_TYPES):
+            out.clear()
+        elif is_activation(mod):
+            out.add(name)
+    return out
+
+
+def _type_by_name(text: str) -> type[nn.Module] | None:
+    low = text.lower().replace("_", "")
+    for cls in ACTIVATION_TYPES:
+        if cls.__name__.lower() == low:
+            return cls
+    return None
+
+
+def _selected(name: str, mod: nn.Module, where: Any) -> bool:
+    if isinstance(where, type):
+        return isinstance(mod, where)
+    if isinstance(where, str):
+        cls = _type_by_name(where)
+        if cls is not None:
+            return isinstance(mod, cls)
+        return fnmatch.fnmatchcase(name, where)
+    if isinstance(where, Iterable):
+        return any(_selected(name, mod, w) for w in where)
+    raise ConfigError(
+        f"where={where!r} is invalid; give an activation class (nn.Sigmoid), a class name "
+        "('Sigmoid'), a qualified-name glob ('blocks.*.act') or a list of them"
+    )
+
+
+def _fn_selected(kind: str, where: Any) -> bool:
+    if where is None:
+        return True
+    if isinstance(where, str):
+        cls = _type_by_name(where)
+        return cls is not None and _CLASS_TO_NAME.get(cls) == kind
+    if isinstance(where, type):
+        return _CLASS_TO_NAME.get(where) == kind
+    if isinstance(where, Iterable):
+        return any(_fn_selected(kind, w) for w in where)
+    return False
+
+
+def find_functional_activations(model: nn.Module) -> list[dict[str, Any]]:
+    """Activations called as functions in the ``forward`` of the model's own (non-torch)
+    module classes, found by reading their source: ``[{"class", "line", "call", "kind"}]``."""
+    found: list[dict[str, Any]] = []
+    seen: set[type] = set()
+    for mod in model.modules():
+        cls = type(mod)
+        if cls in seen or cls.__module__.startswith("torch."):
+            continue
+        seen.add(cls)
+        try:
+            lines, start = inspect.getsourcelines(cls.forward)
+        except (OSError, TypeError):
+            continue
+        for i, line in enumerate(lines):
+            code = line.split("#", 1)[0]
+            for m in _SOURCE_CALL.finditer(code):
+                found.append(
+                    {
+                        "class": cls.__name__,
+                        "line": start + i,
+                        "call": (
+                            f"{m.group(0).rstrip('( ')}(...)"
+                            if m.group(1)
+                            else m.group(0).replace(" ", "")
+                        ),
+                        "kind": m.group(1) or m.group(2),
+                    }
+                )
+    return found
+
+
+def _swap_modules(model: nn.Module, where: Any, factory: Any, label: str, rep: RemedyReport) -> int:
+    outputs = output_activations(model)
+    n = 0
+    for name, mod in leaf_modules(model):
+        if not is_activation(mod):
+            continue
+        if where is None:
+            if name in outputs:
+                rep.warnings.append(
+                    f"kept output activation {name} ({_describe(mod)}): it is paired with the "
+                    "loss; use fix-loss to fuse it, or select it with where= to swap it anyway"
+                )
+                continue
+        elif not _selected(name, mod, where):
+            continue
+        new = factory()
+        if type(new) is type(mod) and _describe(new) == _describe(mod):
+            continue
+        set_submodule(model, name, new)
+        rep.changes.append(f"{name}: {_describe(mod)} -> {label}")
+        n += 1
+    return n
+
+
+def swap_activation_(
+    model: nn.Module,
+    to: str | type[nn.Module] | nn.Module = "leaky_relu",
+    *,
+    where: Any = None,
+    slope: float | None = None,
+    alpha: float | None = None,
+) -> RemedyReport:
+    """Swap activation *modules* in place; functional calls are listed in the warnings
+    (use :func:`swap_activation` to rewrite them through torch.fx).
+
+    Raises ConfigError when nothing matches ``where``.
+    """
+    label, factory = _target_factory(to, slope, alpha)
+    rep = RemedyReport(spec=_spec(label))
+    n = _swap_modules(model, where, factory, label, rep)
+    calls = [c for c in find_functional_activations(model) if _fn_selected(c["kind"], where)]
+    for c in calls:
+        rep.warnings.append(
+            f"not changed: {c['call']} in {c['class']}.forward (line {c['line']}): an "
+            "in-place swap cannot rewrite functional calls; use swap_activation() (torch.fx) "
+            f"or replace it in your code with a module, e.g. self.act = nn.{label.split('(')[0]}()"
+        )
+    if n == 0 and not calls:
+        _nothing_selected(model, where)
+    return rep
+
+
+def _spec(label: str) -> str:
+    low = label.lower()
+    if low.startswith("leakyrelu"):
+        return f"swap-activation(to=leaky_relu,slope={low[len('leakyrelu(') : -1]})"
+    if low.startswith("elu("):
+        return f"swap-activation(to=elu,alpha={low[4:-1]})"
+    return f"swap-activation(to={_CLASS_TO_NAME.get(getattr(nn, label, None), low)})"
+
+
+def _nothing_selected(model: nn.Module, where: Any) -> None:
+    acts = [f"{n} ({_describe(m)})" for n, m in leaf_modules(model) if is_activation(m)]
+    if not acts:
+        raise ConfigError(
+            f"remedy 'swap-activation' does not apply to {type(model).__name__}: it has no "
+            "activation module and no functional activation call in forward"
+        )
+    what = "besides the output activation" if where is None else f"matching where={where!r}"
+    raise ConfigError(
+        f"swap-activation found no activation {what}; activations in the model: {', '.join(acts)}"
+    )
+
+
+def _fx_rewrite(
+    model: nn.Module, where: Any, factory: Any, label: str, rep: RemedyReport
+) -> nn.Module | None:
+    try:
+        import torch.fx as fx
+
+        gm = fx.symbolic_trace(model)
+    except Exception as exc:  # torch.fx raises many kinds on data-dependent control flow
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        rep.details["fx_error"] = f"{type(exc).__name__}: {first}"
+        return None
+    graph = gm.graph
+    k = 0
+    for node in list(graph.nodes):
+        kind = None
+        if node.op == "call_function" and node.target in _FUNCTIONS:
+            kind = _FUNCTIONS[node.target]
+        elif node.op == "call_method" and node.target in _METHODS:
+            kind = _METHODS[node.target]
+        if kind is None or not _fn_selected(kind, where):
+            continue
+        if where is None and any(u.op == "output" for u in node.users):
+            rep.warnings.append(
+                f"kept functional output activation {node.name} ({kind}): it is paired with "
+                "the loss; use fix-loss"
+            )
+            continue
+        sub = f"swapped_act_{k}"
+        while hasattr(gm, sub):
+            k += 1
+            sub = f"swapped_act_{k}"
+        gm.add_submodule(sub, factory())
+        with graph.inserting_after(node):
+            new = graph.call_module(sub, args=(node.args[0],))
+        node.replace_all_uses_with(new)
+        graph.erase_node(node)
+        rep.changes.append(f"{node.name} (functional {kind}) -> {label} as module {sub} (torch.fx)")
+        k += 1
+    graph.lint()
+    gm.recompile()
+    return gm
+
+
+def swap_activation(
+    model: nn.Module,
+    to: str | type[nn.Module] | nn.Module = "leaky_relu",
+    *,
+    where: Any = None,
+    slope: float | None = None,
+    alpha: float | None = None,
+    inplace: bool = False,
+) -> tuple[nn.Module, RemedyReport]:
+    """Swap activations, returning ``(new model, report)``; the input model is untouched
+    unless ``inplace`` (see the module docstring for ``to`` and ``where``).
+
+    When the model's own ``forward`` code calls activations as functions, the model is traced
+    with ``torch.fx.symbolic_trace`` and those calls are replaced by modules; the returned
+    model is then a ``GraphModule`` with the same submodule names. If tracing fails, the
+    report's warnings name every call left unchanged.
+    """
+    label, factory = _target_factory(to, slope, alpha)
+    new = maybe_copy(model, inplace)
+    rep = RemedyReport(spec=_spec(label))
+    n = _swap_modules(new, where, factory, label, rep)
+    calls = [c for c in find_functional_activations(new) if _fn_selected(c["kind"], where)]
+    if calls:
+        gm = _fx_rewrite(new, where, factory, label, rep)
+        if gm is None:
+            reason = rep.details.get("fx_error", "")
+            for c in calls:
+                rep.warnings.append(
+                    f"not changed: {c['call']} in {c['class']}.forward (line {c['line']}): "
+                    f"torch.fx cannot trace the model ({reason}); replace the call in your "
+                    f"code with a module, e.g. self.act = nn.{label.split('(')[0]}()"
+                )
+        else:
+            new = gm
+    if n == 0 and not calls:
+        _nothing_selected(model, where)
+    return new, rep
