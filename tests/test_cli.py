@@ -160,3 +160,28 @@ def test_real_entry_point_prints_no_traceback():
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("error: unknown activation 'tanhh'; did you mean 'tanh'?")
     assert "Traceback" not in proc.stderr
+
+
+def test_treat_with_an_explicit_remedy_writes_the_transform(tmp_path):
+    res = _run(
+        "treat", "--model", "mlp:depth=12,act=sigmoid,width=16", "--remedy", "add-residual",
+        "--steps", "15", "--lr", "0.1", "--out", str(tmp_path), "--json",
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    payload = json.loads(res.stdout)
+    names = [r["name"] for r in payload["rows"]]
+    assert names[0] == "untreated" and "add-residual" in names
+    transform = json.loads((tmp_path / "transform.json").read_text())
+    assert "add-residual" in json.dumps(transform)
+    assert (tmp_path / "best_model.pt").exists()
+
+
+def test_treat_with_a_remedy_that_does_not_apply(tmp_path):
+    res = _run(
+        "treat", "--model", "mlp:depth=3", "--remedy", "replace-rnn(to=lstm)", "--steps", "2",
+        "--out", str(tmp_path),
+    )  # fmt: skip
+    assert res.exit_code == 2
+    msg = " ".join(res.stderr.split())
+    assert msg.startswith("error: remedy 'replace-rnn' does not apply to Sequential")
+    assert "remedies that apply:" in msg
