@@ -551,3 +551,34 @@ def test_dead_units_of_a_feature_map_are_channels():
         model(x).sum().backward()
         mon.step()
     assert _value(mon.frame(), "1", "dead_frac") == 0.25
+
+
+def test_hidden_profile_from_the_last_step_with_a_loss_on_every_step():
+    """With a loss on every step the full profile ||dL/dh_t|| stays level; the profile of the
+    last step's error alone, ||dL_T/dh_t||, shows how far back it reaches."""
+    torch.manual_seed(0)
+    rnn, head = nn.RNN(3, 6, batch_first=True), nn.Linear(6, 1)
+    x = torch.randn(2, 12, 3)
+    cell = nn.RNNCell(3, 6)
+    with torch.no_grad():
+        for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            getattr(cell, n).copy_(getattr(rnn, f"{n}_l0"))
+    h, hs = torch.zeros(2, 6), []
+    for t in range(12):
+        h = cell(x[:, t], h)
+        hs.append(h)
+    per_step = [head(hh).pow(2).sum() for hh in hs]
+    full = torch.autograd.grad(sum(per_step), hs, retain_graph=True)
+    last = torch.autograd.grad(per_step[-1], hs)
+    with Monitor(nn.ModuleList([rnn, head]), every=1, rnn_hidden=True) as mon:
+        out, _ = rnn(x)
+        head(out).pow(2).sum().backward()
+        mon.step()
+    f = mon.frame()
+
+    def prof(q):
+        return f[f.quantity == q].sort_values("idx").value.to_numpy()
+
+    assert prof("hidden_grad_t") == pytest.approx([float(g.norm()) for g in full], rel=1e-4)
+    assert prof("hidden_grad_t_last") == pytest.approx([float(g.norm()) for g in last], rel=1e-4)
+    assert prof("hidden_grad_t_last")[0] < 1e-2 * prof("hidden_grad_t")[0]

@@ -584,11 +584,11 @@ class Monitor:
                 add(labels, prof / scale if scale is not None else prof)
         for name, cap in self._rnn_capture.items():
             if cap.get("grads") and not (cap["module"].training and cap["module"].dropout):
-                for layer, prof in enumerate(unrolled_hidden_grads(cap)):
-                    add(
-                        [(name, f"layer{layer}", "hidden_grad_t", t) for t in range(prof.numel())],
-                        prof,
-                    )
+                full, last = unrolled_hidden_grads(cap)
+                for qty, profiles in (("hidden_grad_t", full), ("hidden_grad_t_last", last)):
+                    for layer, prof in enumerate(profiles):
+                        labels = [(name, f"layer{layer}", qty, t) for t in range(prof.numel())]
+                        add(labels, prof)
         if self._losses:
             add([("", "", "loss", None)], torch.stack(self._losses).mean())
         n_fwd, n_bwd = len(self._fwd_flags), len(self._bwd_order)

@@ -46,8 +46,11 @@ def _cell(mode: str, nonlin: str, x: torch.Tensor, h: Any, w: dict[str, torch.Te
     return (torch.tanh(pre) if nonlin == "tanh" else torch.relu(pre)), None
 
 
-def unrolled_hidden_grads(cap: dict[str, Any]) -> list[torch.Tensor]:
-    """Per-layer profiles ``||dL/dh_t||`` (a (T,) tensor each) from a captured forward pass.
+def unrolled_hidden_grads(
+    cap: dict[str, Any],
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Per-layer profiles ``||dL/dh_t||`` (a (T,) tensor each) from a captured forward pass,
+    and the same profiles for the error of the last step alone (``||dL_T/dh_t||``).
 
     ``cap`` holds the module, its input ``x``, initial state ``hx``, a snapshot of its
     ``weights`` and ``grads``: a dict from output index (0 = output sequence, 1 = h_n,
@@ -55,7 +58,7 @@ def unrolled_hidden_grads(cap: dict[str, Any]) -> list[torch.Tensor]:
     """
     m: nn.Module = cap["module"]
     if getattr(m, "proj_size", 0):
-        return []
+        return [], []
     mode, nl = m.mode, getattr(m, "nonlinearity", "tanh")
     x = cap["x"].float()
     unbatched = x.dim() == 2
@@ -117,20 +120,29 @@ def unrolled_hidden_grads(cap: dict[str, Any]) -> list[torch.Tensor]:
         if mode == "LSTM":
             add(torch.stack(last_c), grads.get(2), state_shape)
         if not outputs:
-            return []
+            return [], []
         flat = [h for hs in states for h in hs]
-        gs = torch.autograd.grad(outputs, flat, grad_outs, allow_unused=True)
-    profiles = []
-    for k in range(L):
-        per_t = [gs[k * T + t] for t in range(T)]
-        profiles.append(
-            torch.stack(
-                [
-                    torch.linalg.vector_norm(g, dtype=torch.float64)
-                    if g is not None
-                    else torch.zeros((), dtype=torch.float64, device=x.device)
-                    for g in per_t
-                ]
-            )
+        gs = torch.autograd.grad(outputs, flat, grad_outs, allow_unused=True, retain_graph=True)
+        # The same, from the last step's error only: with a loss on every step (copy task,
+        # tagging) each h_t gets its own direct gradient and the full profile stays level; what
+        # survives from step T back to step t is the memory horizon.
+        last_outs = list(grad_outs)
+        if grads.get(0) is not None:
+            masked = torch.zeros_like(last_outs[0])
+            masked[-1] = last_outs[0][-1]
+            last_outs[0] = masked
+        gs_last = torch.autograd.grad(outputs, flat, last_outs, allow_unused=True)
+    return _per_layer_norms(gs, L, T, x.device), _per_layer_norms(gs_last, L, T, x.device)
+
+
+def _per_layer_norms(gs: Any, L: int, T: int, device: torch.device) -> list[torch.Tensor]:
+    zero = torch.zeros((), dtype=torch.float64, device=device)
+    return [
+        torch.stack(
+            [
+                torch.linalg.vector_norm(g, dtype=torch.float64) if g is not None else zero
+                for g in gs[k * T : (k + 1) * T]
+            ]
         )
-    return profiles
+        for k in range(L)
+    ]
