@@ -286,16 +286,41 @@ def test_module_that_starts_emitting_nan_at_step_3_is_named_at_step_3():
     assert bwd[0]["step"] == 3 and bwd[0]["module"] == "2"
 
 
-def test_nan_on_an_unrecorded_step_is_still_named_at_that_step():
+def test_nan_on_an_unrecorded_step_is_dated_exactly_and_named_at_the_next_record():
     model = nn.Sequential(nn.Linear(4, 4), NaNAfter(3), nn.Linear(4, 1))
-    with Monitor(model, every=100) as mon:
-        for _ in range(6):
+    with Monitor(model, every=5) as mon:
+        for _ in range(7):
             model.zero_grad()
             model(torch.randn(8, 4)).sum().backward()
             mon.step()
     kinds = [(e["step"], e["kind"], e["module"]) for e in mon.events]
-    assert kinds[0] == (3, "nonfinite_forward", "1")
-    assert mon._forensics or kinds[1][0] == 4  # the next step is recorded in full
+    assert kinds[0] == (3, "nonfinite_gradient", None)
+    assert (5, "nonfinite_forward", "1") in kinds
+    f = mon.frame()
+    assert f[f.quantity == "nonfinite_gradient"].step.tolist() == [3]
+
+
+def test_nan_after_the_last_recorded_step_is_reported_at_detach():
+    model = nn.Sequential(nn.Linear(4, 4), NaNAfter(2), nn.Linear(4, 1))
+    with Monitor(model, every=100) as mon:
+        for _ in range(4):
+            model.zero_grad()
+            model(torch.randn(8, 4)).sum().backward()
+            mon.step()
+        assert mon.events == []  # nothing read yet: no host sync on unrecorded steps
+    assert [(e["step"], e["kind"]) for e in mon.events] == [(2, "nonfinite_gradient")]
+
+
+def test_unrecorded_steps_run_without_module_hooks():
+    model = _mlp()
+    with Monitor(model, every=2) as mon:
+        assert _hooks_left(model) > 0  # step 0 is recorded
+        model(torch.randn(4, 10)).sum().backward()
+        mon.step()
+        assert _hooks_left(model) == 0  # step 1 is not
+        model(torch.randn(4, 10)).sum().backward()
+        mon.step()
+        assert _hooks_left(model) > 0
 
 
 def test_halt_on_nonfinite_raises_the_root_error():

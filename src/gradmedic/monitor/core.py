@@ -110,10 +110,10 @@ class Monitor:
             (``"layers.*"``) and/or module types (``nn.Linear``).
         signal: measure the backward signal and gains (default True).
         weights: record parameter norms and, with an optimizer, update ratios (default True).
-        nonfinite: check every step's module outputs for NaN/Inf (default True): one sum per
-            module output and one host sync per step. Recorded steps also check every output
-            gradient, naming the first module in backward order. After a hit the next step is
-            recorded in full.
+        nonfinite: watch for NaN/Inf (default True). Recorded steps name the first module in
+            forward order whose output, and the first in backward order whose gradient, is not
+            finite. Every other step keeps one fused gradient-norm check on the device (no host
+            sync); the first bad step is read at the next recorded step or at detach.
         halt_on_nonfinite: raise :class:`NonFiniteError` at the step where a value went non-finite.
         scaler: an AMP ``GradScaler``; backward signals are divided by its scale and the trace
             marks them unscaled (``meta.amp``).
@@ -166,7 +166,10 @@ class Monitor:
         self._attached = False
         self.step_index = 0
         self.events: list[dict[str, Any]] = []
-        self._forensics = False
+        self._module_handles: list[Any] = []
+        self._selected: list[tuple[str, nn.Module]] | None = None
+        self._first_bad: torch.Tensor | None = None
+        self._in_nonfinite = False
         self._plan_step()
         self._names: dict[nn.Module, str] = {}
         self._param_names: list[tuple[str, str, nn.Parameter]] = []
@@ -204,15 +207,9 @@ class Monitor:
         self._trainable = {n: any(p.requires_grad for p in m.parameters()) for n, m in selected}
         self._derivs = {n: derivative_for(m) for n, m in selected if is_activation(m)}
         self._channel_first = _channel_first_activations(self.model)
-        self._plan_step()
+        self._selected = selected
         try:
-            for name, module in selected:
-                self._handles.append(
-                    module.register_forward_pre_hook(functools.partial(self._pre_hook, name))
-                )
-                self._handles.append(
-                    module.register_forward_hook(functools.partial(self._fwd_hook, name))
-                )
+            self._plan_step()  # installs the module hooks if this step needs them
             if self.optimizer is not None:
                 self._handles.append(self.optimizer.register_step_pre_hook(self._opt_pre))
                 self._handles.append(self.optimizer.register_step_post_hook(self._opt_post))
@@ -236,6 +233,7 @@ class Monitor:
         """
         self._remove_hooks()
         self._reset_step()
+        self._flush_sentinel()
         if self._writer is not None:
             self._writer.set_meta({"finished": time.time(), "steps": self.step_index})
             self._writer.close()
@@ -243,10 +241,28 @@ class Monitor:
         self._attached = False
 
     def _remove_hooks(self) -> None:
-        for h in self._handles + self._tensor_handles:
+        for h in self._handles + self._tensor_handles + self._module_handles:
             h.remove()
         self._handles.clear()
         self._tensor_handles.clear()
+        self._module_handles.clear()
+        self._selected = None
+
+    def _set_module_hooks(self, on: bool) -> None:
+        """Module hooks exist only on steps that record something: other steps run the model
+        exactly as without the Monitor (PyTorch's fast path for modules without hooks)."""
+        if on and not self._module_handles and self._selected:
+            for name, module in self._selected:
+                self._module_handles.append(
+                    module.register_forward_pre_hook(functools.partial(self._pre_hook, name))
+                )
+                self._module_handles.append(
+                    module.register_forward_hook(functools.partial(self._fwd_hook, name))
+                )
+        elif not on and self._module_handles:
+            for h in self._module_handles:
+                h.remove()
+            self._module_handles.clear()
 
     # ------------------------------------------------------------------ selection
     def _select_modules(self) -> list[tuple[str, nn.Module]]:
@@ -295,13 +311,14 @@ class Monitor:
 
     def _plan_step(self) -> None:
         """Decide once per step what to record, so hooks only test booleans."""
-        step, f = self.step_index, self._forensics
-        self._rec = f or self.schedule(step)
-        self._act_on = f or self.act_schedule(step)
+        step = self.step_index
+        self._rec = self.schedule(step)
+        self._act_on = self.act_schedule(step)
         self._rnn_on = self._rec or self.rnn_schedule(step)
         self._hidden_on = self.hidden_schedule(step)
         self._any_pre = (self._rec and self.signal) or self._act_on or self._rnn_on
         self._any_pre = self._any_pre or self._hidden_on
+        self._set_module_hooks(self._any_pre or self._rec)
 
     def _recording(self) -> bool:
         return self._rec
@@ -506,30 +523,46 @@ class Monitor:
         return [(m, n, p, p.grad) for m, n, p in self._param_names if p.grad is not None]
 
     def _sentinel(self, step: int) -> None:
-        """Unrecorded step: one check that every hooked module's output was finite.
+        """Unrecorded step: a finiteness check of the gradients that stays on the device.
 
-        Only the forward probes are read (one host sync, no reduction over parameters). A NaN
-        born in backward shows up in the next forward, in the first module whose weights it
-        reached; the event then says that the module's parameters are non-finite.
+        One fused norm over all gradients; the first step whose norm is NaN/Inf is kept in a
+        device tensor and read at the next recorded step (or at detach), so no host sync is
+        added. With ``halt_on_nonfinite`` it is read at once, to stop at that step.
         """
-        if not self._fwd_flags:
+        grads = [g for *_, g in self._grads()]
+        if not grads or self._in_nonfinite:  # already reported; re-armed by a finite record
             return
-        values = _to_host([torch.stack([f for _, f in self._fwd_flags]).float()])
-        if all(math.isfinite(v) for v in values):
+        total = torch.stack(_foreach_norms(grads)).sum()
+        bad = ~torch.isfinite(total)
+        mark = torch.tensor(step, device=total.device)
+        if self._first_bad is None or self._first_bad.device != total.device:
+            self._first_bad = torch.full((), -1, dtype=torch.long, device=total.device)
+        self._first_bad = torch.where(bad & (self._first_bad < 0), mark, self._first_bad)
+        if self.halt_on_nonfinite and bool(bad):
+            self._flush_sentinel()
+            self._halt(step, None)
+
+    def _flush_sentinel(self, value: float | None = None) -> None:
+        """Turn a pending sentinel hit into an event (and a row)."""
+        if self._first_bad is None:
             return
-        origin = next(
-            n for (n, _), v in zip(self._fwd_flags, values, strict=True) if not math.isfinite(v)
-        )
-        self._add_event(step, "nonfinite_forward", origin, self._forward_detail(origin))
-        self._emit(
-            [
-                (step, origin, "", "nonfinite_forward", None, 1.0),
-                (step, "", "", "nonfinite", None, 1.0),
-            ]
-        )
-        self._forensics = True  # record the next step in full
-        if self.halt_on_nonfinite:
-            self._halt(step, origin)
+        first = int(self._first_bad) if value is None else int(value)
+        self._first_bad = None
+        if first >= 0:
+            self._in_nonfinite = True
+            self._add_event(
+                first,
+                "nonfinite_gradient",
+                None,
+                "a gradient was NaN/Inf on an unrecorded step; the module is named at the next "
+                "recorded step (record every step to name it at once)",
+            )
+            self._emit(
+                [
+                    (first, "", "", "nonfinite_gradient", None, 1.0),
+                    (first, "", "", "nonfinite", None, 1.0),
+                ]
+            )
 
     def _forward_detail(self, name: str) -> str:
         module = dict(self.model.named_modules()).get(name)
@@ -591,6 +624,8 @@ class Monitor:
                         add(labels, prof)
         if self._losses:
             add([("", "", "loss", None)], torch.stack(self._losses).mean())
+        if self._first_bad is not None:  # a hit from an unrecorded step, read in this transfer
+            add([("", "", "_first_bad", None)], self._first_bad.double())
         n_fwd, n_bwd = len(self._fwd_flags), len(self._bwd_order)
         tensors = [v for _, v in blocks]
         if n_fwd:
@@ -607,6 +642,9 @@ class Monitor:
         mod_sq: dict[str, float] = defaultdict(float)
         sig: dict[tuple[str, str], float] = {}
         for (module, param, qty, idx), v in zip(labels_all, values[:n_main], strict=True):
+            if qty == "_first_bad":
+                self._flush_sentinel(v)
+                continue
             rows.append((step, module, param, qty, idx, v))
             if qty == "grad_norm":
                 mod_sq[module] += v * v
@@ -672,9 +710,9 @@ class Monitor:
             found = True
             if fwd is None and bwd is None:
                 self._add_event(step, "nonfinite_gradient", None, "a parameter gradient")
+        self._in_nonfinite = found
         if found:
             rows.append((step, "", "", "nonfinite", None, 1.0))
-            self._forensics = False
             if self.halt_on_nonfinite:
                 self._emit(rows)
                 self._halt(step, fwd or bwd)
