@@ -13,6 +13,7 @@ import pytest
 import torch
 from torch import nn
 
+from diagnosis_util import data, finding, output_grad_ratio
 from gradmedic.diagnosis import (
     Diagnosis,
     diagnose,
@@ -25,17 +26,9 @@ from gradmedic.diagnosis.findings import severity_rank
 from gradmedic.errors import ConfigError, GradmedicError, ModelError
 from gradmedic.theory import chi1
 from gradmedic.train import TrainConfig, train
-from gradmedic.zoo import build_model, load_data
+from gradmedic.zoo import build_model
 
 torch.set_num_threads(1)
-
-_DATA: dict[str, object] = {}
-
-
-def data(spec: str):
-    if spec not in _DATA:
-        _DATA[spec] = load_data(spec)
-    return _DATA[spec]
 
 
 def run(spec: str, dspec: str = "digits", loss: str | None = None, steps: int = 10) -> Diagnosis:
@@ -44,12 +37,6 @@ def run(spec: str, dspec: str = "digits", loss: str | None = None, steps: int = 
     rnn = any(k in spec for k in ("rnn", "lstm", "gru"))
     cfg = TrainConfig(steps=steps, every=1, rnn_hidden=rnn, batch_size=32 if rnn else 64)
     return diagnose(model=model, data=d, loss=loss, config=cfg)
-
-
-def finding(d: Diagnosis, slug: str):
-    hits = [f for f in d.findings if f.slug == slug]
-    assert hits, f"{slug} not in {[(f.slug, f.severity) for f in d.findings]}"
-    return hits[0]
 
 
 def alarms(d: Diagnosis) -> list[tuple[str, str]]:
@@ -133,23 +120,8 @@ def test_healthy_models_raise_no_warning(spec, dspec, loss):
 # ----------------------------------------------------------------------------- numbers
 def _reference_ratio(model: nn.Sequential, x: torch.Tensor, y: torch.Tensor) -> float:
     """||dL/dh^first|| / ||dL/dh^last|| by plain autograd (outputs of first/last Linear)."""
-    linears = [m for m in model if isinstance(m, nn.Linear)]
-    outs: dict[int, torch.Tensor] = {}
-
-    def keep(i):
-        def hook(_m, _a, out):
-            out.retain_grad()
-            outs[i] = out
-
-        return hook
-
-    hs = [linears[0].register_forward_hook(keep(0)), linears[-1].register_forward_hook(keep(1))]
-    loss = nn.functional.cross_entropy(model(x), y)
-    loss.backward()
-    for h in hs:
-        h.remove()
-    model.zero_grad()
-    return float(outs[0].grad.double().norm() / outs[1].grad.double().norm())
+    linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    return output_grad_ratio(model, x, y, linears[0], linears[-1])
 
 
 def test_end_to_end_ratio_matches_autograd_and_sigmoid_theory():

@@ -19,7 +19,6 @@ severity. Tiny widths and a few steps keep the file under a minute on two cores.
 
 from __future__ import annotations
 
-import copy
 import itertools
 import json
 import math
@@ -30,6 +29,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from diagnosis_util import data, finding, output_grad_ratio
 from gradmedic.diagnosis import Diagnosis, diagnose
 from gradmedic.diagnosis.findings import severity_rank
 from gradmedic.theory import chi1, critical_sigma_w2
@@ -39,14 +39,6 @@ from gradmedic.zoo import DataInfo, Dataset, load_data
 torch.set_num_threads(1)
 warnings.filterwarnings("ignore", message=".*enable_nested_tensor.*")
 
-_DATA: dict[str, Dataset] = {}
-
-
-def data(spec: str) -> Dataset:
-    if spec not in _DATA:
-        _DATA[spec] = load_data(spec)
-    return _DATA[spec]
-
 
 def cfg(steps: int = 5, **kw) -> TrainConfig:
     return TrainConfig(steps=steps, every=1, batch_size=32, **kw)
@@ -54,12 +46,6 @@ def cfg(steps: int = 5, **kw) -> TrainConfig:
 
 def alarms(d: Diagnosis) -> list[tuple[str, str, str]]:
     return [(f.slug, f.severity, f.title) for f in d.at_least("warning")]
-
-
-def finding(d: Diagnosis, slug: str):
-    hits = [f for f in d.findings if f.slug == slug]
-    assert hits, f"{slug} not in {[(f.slug, f.severity) for f in d.findings]}"
-    return hits[0]
 
 
 # ============================================================================ the models
@@ -516,31 +502,6 @@ def test_vanilla_rnn_on_copy_task_gets_the_theory_note():
 
 
 # ============================================================================ Monitor numbers
-def _ratio_reference(model: nn.Module, x, y, first: str, last: str) -> float:
-    """||dL/d out(first)|| / ||dL/d out(last)|| by plain autograd, in-place ReLUs turned off."""
-    model = copy.deepcopy(model)
-    for m in model.modules():
-        if isinstance(m, nn.ReLU):
-            m.inplace = False
-    mods = dict(model.named_modules())
-    keep: dict[str, torch.Tensor] = {}
-
-    def grab(name):
-        def hook(_m, _a, out):
-            out.retain_grad()
-            keep[name] = out
-
-        return hook
-
-    hs = [mods[n].register_forward_hook(grab(n)) for n in (first, last)]
-    torch.manual_seed(0)  # train() seeds the same way before its first forward (dropout mask)
-    model.train()
-    F.cross_entropy(model(x), y).backward()
-    for h in hs:
-        h.remove()
-    return float(keep[first].grad.double().norm() / keep[last].grad.double().norm())
-
-
 @pytest.mark.parametrize(
     ("name", "factory", "first", "last"),
     [
@@ -554,7 +515,7 @@ def test_in_place_ops_do_not_bend_the_measured_signal(name, factory, first, last
     img = data("digits:image=true")
     model = seeded(factory)
     x, y = next(img.batches(32, 0))
-    ref = _ratio_reference(model, x, y, first, last)
+    ref = output_grad_ratio(model, x, y, first, last)
     d = diagnose(model=model, data=img, config=cfg(1))
     e = d.meta["end_to_end"]
     assert (e["first"], e["last"]) == (first, last)

@@ -82,13 +82,18 @@ def test_deep_xavier_relu_mlp_treatment_beats_untreated():
     _check_beats(res, min_decades=4, min_loss_gain=0.1)
 
 
-def test_vanilla_rnn_on_adding_100_diagnosis_driven_treatment_beats_untreated():
-    data = load_data("adding-100", n=1024)
-    res = treat(
-        "rnn:hidden=32",
-        data,
+def _treat_on_adding_100(model: str, remedies: list[str] | None = None):
+    """``treat`` on the adding problem with T = 100 (1024 sequences, 60 Adam steps)."""
+    return treat(
+        model,
+        load_data("adding-100", n=1024),
         config=TrainConfig(steps=60, batch_size=32, lr=0.01, optimizer="adam", every=5),
+        remedies=remedies,
     )
+
+
+def test_vanilla_rnn_on_adding_100_diagnosis_driven_treatment_beats_untreated():
+    res = _treat_on_adding_100("rnn:hidden=32")
     assert "rnn-long-range-vanishing" in res.diagnosis.slugs()
     names = [r["name"] for r in res.rows]
     assert "replace-rnn(to=lstm)" in names
@@ -97,12 +102,8 @@ def test_vanilla_rnn_on_adding_100_diagnosis_driven_treatment_beats_untreated():
 
 
 def test_rnn_with_recurrent_radius_3_treatment_beats_untreated():
-    data = load_data("adding-100", n=1024)
-    res = treat(
-        "rnn:hidden=32,radius=3",
-        data,
-        config=TrainConfig(steps=60, batch_size=32, lr=0.01, optimizer="adam", every=5),
-        remedies=["replace-rnn(to=lstm)", "clip-grad-norm(max_norm=1.0)"],
+    res = _treat_on_adding_100(
+        "rnn:hidden=32,radius=3", ["replace-rnn(to=lstm)", "clip-grad-norm(max_norm=1.0)"]
     )
     assert res.untreated["first_last_signal_ratio"] > 1e8  # exploding back through time
     clip = res.row("clip-grad-norm(max_norm=1.0)")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from .engine import diagnose, init_findings, model_infos
 from .findings import SEVERITIES, SLUGS, Diagnosis, Finding, Prescription, severity_rank
-from .predict import init_predictions, module_predicted_gain
+from .predict import init_predictions, module_predicted_gain, module_predicted_slope
 from .rules import run_rules
 from .static import output_kind, static_checks
 from .table import end_to_end, layer_table
@@ -29,6 +29,7 @@ __all__ = [
     "layer_table",
     "model_infos",
     "module_predicted_gain",
+    "module_predicted_slope",
     "output_kind",
     "run_rules",
     "severity_rank",

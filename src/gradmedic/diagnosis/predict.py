@@ -17,6 +17,16 @@ With the measured ``q`` (the Monitor's ``preact_ms``) this is a finite-width pre
 measured gain: at width N its relative error is about ``1/sqrt(N)`` per layer (independence of
 W and the signal holds only on average; Glorot & Bengio 2010 make the same assumption).
 
+This module is the single source of theory's per-module numbers: the diagnosis's per-layer
+table (:func:`gradmedic.diagnosis.table.layer_table`), and through it the terminal view, the
+HTML/JSON report and the report's figures, all read them from here.
+
+A transposed convolution has no prediction: its weight ``(c_in, c_out, k...)`` gives
+``sw2 = c_out k^2 Var(W)``, but each input entry feeds ``k^2`` output entries while there are
+``prod(stride)`` times more outputs than inputs, so its gain is ``sqrt(sw2 / prod(stride))``,
+and the trace does not record the stride (measured at stride 2: 0.289 against
+``sqrt(sw2)`` = 0.578).
+
 Example::
 
     >>> round(module_predicted_gain({"type": "Linear", "sw2": 2.0}, None), 4)
@@ -29,6 +39,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +50,7 @@ __all__ = [
     "PairPrediction",
     "init_predictions",
     "module_predicted_gain",
+    "module_predicted_slope",
     "theory_activation",
 ]
 
@@ -66,27 +78,56 @@ def _dphi_sq(spec: str, q: float) -> float:
     return float(theory.e_dphi_sq(spec, q))
 
 
+@functools.lru_cache(maxsize=4096)
+def _dphi(spec: str, q: float) -> float:
+    return float(theory.e_dphi(spec, q))
+
+
+def _activation_expectation(
+    info: dict[str, Any], q: float | None, expect: Callable[[str, float], float]
+) -> float | None:
+    """``expect(spec, q)`` for a modelled activation at a valid measured ``q``, else None.
+
+    ``q`` is used exactly as measured (the cache key is the float itself: one trace asks for the
+    same ``q`` many times, two layers almost never share one)."""
+    spec = theory_activation(info)
+    if spec is None or q is None or not math.isfinite(q) or q < 0:
+        return None
+    try:
+        return expect(spec, float(q))
+    except Exception:  # theory refuses exotic inputs: no prediction rather than a crash
+        return None
+
+
 def module_predicted_gain(info: dict[str, Any], q: float | None) -> float | None:
     """Predicted backward gain ``||dL/dx|| / ||dL/dy||`` of one module at initialisation.
 
     ``sqrt(sw2)`` for Linear/Conv layers (``sw2`` = fan_in Var(W) from the trace's module
     info), ``sqrt(E[phi'(sqrt(q) z)^2])`` for an activation with pre-activation mean square
     ``q``, 1 for Flatten/Identity, None otherwise (normalisation, pooling, recurrent layers,
-    unknown activations).
+    transposed convolutions, unknown activations).
     """
-    if "sw2" in info and info.get("type") not in ("RNN", "LSTM", "GRU"):
+    t = str(info.get("type", ""))
+    if "sw2" in info and t not in ("RNN", "LSTM", "GRU"):
         sw2 = info["sw2"]
-        return math.sqrt(sw2) if sw2 is not None and sw2 >= 0 else None
-    if info.get("type") in _IDENTITY_TYPES:
+        if t.startswith("ConvTranspose") or sw2 is None or sw2 < 0:
+            return None  # transposed conv: the gain also depends on the unrecorded stride
+        return math.sqrt(sw2)
+    if t in _IDENTITY_TYPES:
         return 1.0
-    spec = theory_activation(info)
-    if spec is None or q is None or not math.isfinite(q) or q < 0:
-        return None
-    q = float(f"{q:.6g}")  # cache-friendly; 6 digits is far below finite-width noise
-    try:
-        return math.sqrt(max(_dphi_sq(spec, q), 0.0))
-    except Exception:  # theory refuses exotic inputs: no prediction rather than a crash
-        return None
+    e2 = _activation_expectation(info, q, _dphi_sq)
+    return None if e2 is None else math.sqrt(max(e2, 0.0))
+
+
+def module_predicted_slope(info: dict[str, Any], q: float | None) -> float | None:
+    """Theory's mean local slope ``E[phi'(sqrt(q) z)]`` of an activation module whose
+    pre-activation has mean square ``q`` (the Monitor's ``dphi_mean`` estimates it), or None
+    when theory does not model the activation or ``q`` is missing.
+
+    >>> module_predicted_slope({"type": "ReLU", "activation": "relu"}, 2.0)
+    0.5
+    """
+    return _activation_expectation(info, q, _dphi)
 
 
 @dataclass

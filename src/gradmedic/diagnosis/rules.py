@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Container
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -610,13 +611,24 @@ def _act_rows_over_run(ctx: Context, quantity: str) -> dict[str, float]:
     return out
 
 
-def rule_saturation(ctx: Context) -> list[Finding]:
-    fr = _act_rows_over_run(ctx, "saturated_frac")
+def _act_hits(
+    ctx: Context, quantity: str, kinds: Container[str], threshold: float
+) -> tuple[dict[str, float], dict[str, float]]:
+    """``(per-module values over the run, hits)``: the values of :func:`_act_rows_over_run` for
+    ``quantity``, and those of activations of ``kinds`` at or above ``threshold``, in model
+    order."""
+    fr = _act_rows_over_run(ctx, quantity)
     hits = {
         n: v
         for n, v in fr.items()
-        if ctx.infos.get(n, {}).get("activation") in _SATURATING and v >= 0.2
+        if ctx.infos.get(n, {}).get("activation") in kinds and v >= threshold
     }
+    order = sorted(hits, key=lambda n: ctx.infos[n].get("ord", 0))
+    return fr, {n: hits[n] for n in order}
+
+
+def rule_saturation(ctx: Context) -> list[Finding]:
+    _, hits = _act_hits(ctx, "saturated_frac", _SATURATING, 0.2)
     if not hits:
         return []
     worst = max(hits.values())
@@ -627,7 +639,7 @@ def rule_saturation(ctx: Context) -> list[Finding]:
         if worst >= SATURATION_WARNING
         else "info"
     )
-    names = [n for n in sorted(hits, key=lambda n: ctx.infos[n].get("ord", 0))]
+    names = list(hits)
     act = ctx.infos[names[0]].get("activation")
     dphi = {n: _f(_row(ctx, n).get("dphi_mean")) for n in names}
     return [
@@ -656,12 +668,7 @@ def rule_saturation(ctx: Context) -> list[Finding]:
 
 
 def rule_dead(ctx: Context) -> list[Finding]:
-    fr = _act_rows_over_run(ctx, "dead_frac")
-    hits = {
-        n: v
-        for n, v in fr.items()
-        if ctx.infos.get(n, {}).get("activation") in _DEAD_CAPABLE and v >= 0.3
-    }
+    fr, hits = _act_hits(ctx, "dead_frac", _DEAD_CAPABLE, 0.3)
     if not hits:
         return []
     relus = [n for n in fr if ctx.infos.get(n, {}).get("activation") in _DEAD_CAPABLE]
@@ -675,7 +682,7 @@ def rule_dead(ctx: Context) -> list[Finding]:
         sev = "info"
     # A convolution's unit is a channel: the Monitor counts a channel dead only when it is zero
     # at every position of every sample, so conv-fed layers need no special case here.
-    names = sorted(hits, key=lambda n: ctx.infos[n].get("ord", 0))
+    names = list(hits)
     bias = {}
     for n in names:
         prev = _previous_weight(ctx, n)

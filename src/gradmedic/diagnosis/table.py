@@ -198,8 +198,9 @@ def _step_table(trace: Trace, step: int) -> pd.DataFrame:
 
 
 def _weight_stats(trace: Trace, step: int) -> dict[str, dict[str, float]]:
-    """Per module: ``weight`` grad_norm and param_norm at ``step``, and the median update ratio
-    of the weight over all recorded steps."""
+    """Per module: ``weight`` (else ``weight_hh_l0``) grad_norm and param_norm at ``step``,
+    ``weight_grad_norm`` (the grad_norm of a parameter named exactly ``weight``), and the
+    median update ratio of the weight over all recorded steps."""
     f = trace.frame
     w = f[f["parameter"].isin(["weight", "weight_hh_l0"])]
     out: dict[str, dict[str, float]] = {}
@@ -207,6 +208,8 @@ def _weight_stats(trace: Trace, step: int) -> dict[str, dict[str, float]]:
     for row in at.itertuples(index=False):
         if row.quantity in ("grad_norm", "param_norm"):
             out.setdefault(row.module, {})[row.quantity] = float(row.value)
+            if row.quantity == "grad_norm" and row.parameter == "weight":
+                out[row.module]["weight_grad_norm"] = float(row.value)
     upd = w[w["quantity"] == "update_ratio"]
     if not upd.empty:
         med = upd.groupby("module")["value"].median()
@@ -222,6 +225,7 @@ def layer_table(trace: Trace, step: int | None = None) -> list[dict[str, Any]]:
     Keys: ``module``, ``type``, ``category`` (weight / recurrent / activation / norm /
     structural / other),
     ``activation``, ``grad_norm`` (root of summed squares of the module's parameter gradients),
+    ``weight_grad_norm`` (``||dL/dW||`` of its ``weight`` alone, else ``grad_norm``),
     ``param_norm`` and ``grad_to_weight`` = ``||dL/dW|| / ||W||`` of its weight,
     ``update_ratio`` (median ``||dW_step|| / ||W||`` over the run, with an optimizer),
     ``signal_out`` = ``||dL/dy||``, ``signal_in`` = ``||dL/dx||``, ``gain`` =
@@ -260,6 +264,7 @@ def layer_table(trace: Trace, step: int | None = None) -> list[dict[str, Any]]:
             "category": module_category(info),
             "activation": info.get("activation"),
             "grad_norm": get("grad_norm"),
+            "weight_grad_norm": ws.get("weight_grad_norm", get("grad_norm")),
             "param_norm": pn,
             "grad_to_weight": (gn / pn) if (gn is not None and pn) else None,
             "update_ratio": ws.get("update_ratio"),

@@ -30,7 +30,7 @@ import copy
 import fnmatch
 import inspect
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -237,6 +237,40 @@ def _swap_modules(model: nn.Module, where: Any, factory: Any, label: str, rep: R
     return n
 
 
+def _swap(
+    model: nn.Module, target: tuple[str, Callable[[], nn.Module]], where: Any, *, fx: bool
+) -> tuple[nn.Module, RemedyReport]:
+    """Swap the selected activation modules of ``model`` in place for ``target`` (``(label,
+    factory)`` from :func:`_target_factory`), then its functional activation calls: rewritten
+    through torch.fx when ``fx``, else listed in the warnings. Returns ``(model, or the
+    GraphModule that replaces it, report)``."""
+    label, factory = target
+    model_out = model
+    rep = RemedyReport(spec=_spec(label))
+    n = _swap_modules(model, where, factory, label, rep)
+    calls = [c for c in find_functional_activations(model) if _fn_selected(c["kind"], where)]
+    if calls:
+        gm = _fx_rewrite(model, where, factory, label, rep) if fx else None
+        if gm is not None:
+            model_out = gm
+        else:
+            why = (
+                f"torch.fx cannot trace the model ({rep.details.get('fx_error', '')}); "
+                "replace the call in your code"
+                if fx
+                else "an in-place swap cannot rewrite functional calls; use swap_activation() "
+                "(torch.fx) or replace it in your code"
+            )
+            for c in calls:
+                rep.warnings.append(
+                    f"not changed: {c['call']} in {c['class']}.forward (line {c['line']}): "
+                    f"{why} with a module, e.g. self.act = nn.{label.split('(')[0]}()"
+                )
+    if n == 0 and not calls:
+        _nothing_selected(model, where)
+    return model_out, rep
+
+
 def swap_activation_(
     model: nn.Module,
     to: str | type[nn.Module] | nn.Module = "leaky_relu",
@@ -250,19 +284,7 @@ def swap_activation_(
 
     Raises ConfigError when nothing matches ``where``.
     """
-    label, factory = _target_factory(to, slope, alpha)
-    rep = RemedyReport(spec=_spec(label))
-    n = _swap_modules(model, where, factory, label, rep)
-    calls = [c for c in find_functional_activations(model) if _fn_selected(c["kind"], where)]
-    for c in calls:
-        rep.warnings.append(
-            f"not changed: {c['call']} in {c['class']}.forward (line {c['line']}): an "
-            "in-place swap cannot rewrite functional calls; use swap_activation() (torch.fx) "
-            f"or replace it in your code with a module, e.g. self.act = nn.{label.split('(')[0]}()"
-        )
-    if n == 0 and not calls:
-        _nothing_selected(model, where)
-    return rep
+    return _swap(model, _target_factory(to, slope, alpha), where, fx=False)[1]
 
 
 def _spec(label: str) -> str:
@@ -347,23 +369,5 @@ def swap_activation(
     model is then a ``GraphModule`` with the same submodule names. If tracing fails, the
     report's warnings name every call left unchanged.
     """
-    label, factory = _target_factory(to, slope, alpha)
-    new = maybe_copy(model, inplace)
-    rep = RemedyReport(spec=_spec(label))
-    n = _swap_modules(new, where, factory, label, rep)
-    calls = [c for c in find_functional_activations(new) if _fn_selected(c["kind"], where)]
-    if calls:
-        gm = _fx_rewrite(new, where, factory, label, rep)
-        if gm is None:
-            reason = rep.details.get("fx_error", "")
-            for c in calls:
-                rep.warnings.append(
-                    f"not changed: {c['call']} in {c['class']}.forward (line {c['line']}): "
-                    f"torch.fx cannot trace the model ({reason}); replace the call in your "
-                    f"code with a module, e.g. self.act = nn.{label.split('(')[0]}()"
-                )
-        else:
-            new = gm
-    if n == 0 and not calls:
-        _nothing_selected(model, where)
-    return new, rep
+    target = _target_factory(to, slope, alpha)  # a bad target fails before the model is copied
+    return _swap(maybe_copy(model, inplace), target, where, fx=True)

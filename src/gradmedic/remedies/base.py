@@ -162,6 +162,18 @@ def following_activations(model: nn.Module) -> dict[str, nn.Module | None]:
     return out
 
 
+#: Activation classes without parameters, by exact class, in the zoo/theory syntax.
+_PLAIN_ACTIVATION_NAMES: dict[type[nn.Module], str] = {
+    nn.Sigmoid: "sigmoid",
+    nn.Tanh: "tanh",
+    nn.ReLU: "relu",
+    nn.SELU: "selu",
+    nn.GELU: "gelu",
+    nn.SiLU: "silu",
+    nn.Softsign: "softsign",
+}
+
+
 def activation_spec(module: nn.Module | None) -> str | None:
     """The activation name in the zoo/theory syntax (``leaky_relu(0.01)``, ``elu(1.0)``), or
     ``None`` for no activation (linear) and for kinds without a name there."""
@@ -175,19 +187,7 @@ def activation_spec(module: nn.Module | None) -> str | None:
         return "relu6"
     if isinstance(module, nn.Hardtanh):
         return f"hardtanh({float(module.min_val):g}, {float(module.max_val):g})"
-    simple = {
-        nn.Sigmoid: "sigmoid",
-        nn.Tanh: "tanh",
-        nn.ReLU: "relu",
-        nn.SELU: "selu",
-        nn.GELU: "gelu",
-        nn.SiLU: "silu",
-        nn.Softsign: "softsign",
-    }
-    for cls, name in simple.items():
-        if type(module) is cls:
-            return name
-    return None
+    return _PLAIN_ACTIVATION_NAMES.get(type(module))  # exact class: a subclass may differ
 
 
 def set_submodule(model: nn.Module, name: str, new: nn.Module) -> None:

@@ -24,6 +24,14 @@ from .base import RemedyReport, leaf_modules, maybe_copy, set_submodule
 __all__ = ["final_output_module", "fix_loss", "fix_loss_"]
 
 _SIGMOID_LOSSES = ("bce",)
+#: Loss modules by exact class, in the spec syntax of ``gradmedic.zoo.make_loss``.
+_LOSS_KINDS: dict[type[nn.Module], str] = {
+    nn.BCELoss: "bce",
+    nn.BCEWithLogitsLoss: "bce-logits",
+    nn.NLLLoss: "nll",
+    nn.CrossEntropyLoss: "ce",
+    nn.MSELoss: "mse",
+}
 _SOFTMAX_LOSSES = ("nll", "ce")
 
 
@@ -39,17 +47,7 @@ def _loss_kind(loss: Any) -> str | None:
     if isinstance(loss, str):
         return loss.split(":")[0].strip().lower()
     inner = getattr(loss, "inner", loss)  # zoo.SequenceLoss
-    table = {
-        nn.BCELoss: "bce",
-        nn.BCEWithLogitsLoss: "bce-logits",
-        nn.NLLLoss: "nll",
-        nn.CrossEntropyLoss: "ce",
-        nn.MSELoss: "mse",
-    }
-    for cls, name in table.items():
-        if type(inner) is cls:
-            return name
-    return "custom"
+    return _LOSS_KINDS.get(type(inner), "custom")  # exact class: a subclass may differ
 
 
 def fix_loss_(

@@ -107,21 +107,18 @@ def layer_table(diagnosis: Diagnosis | None, trace: Trace | None = None) -> pd.D
     predicted gain (columns :data:`LAYER_COLUMNS`).
 
     Rows come from ``diagnosis.layers`` (the numbers the findings were drawn from) when it has
-    them, else from the trace at its first recorded step; ``predicted_gain`` comes from the
-    diagnosis when it carries one, else from theory via the trace
-    (:func:`gradmedic.report.figures.predicted_gains`).
+    them, else from the trace at its first recorded step; both are
+    :func:`gradmedic.diagnosis.layer_table` rows, so the terminal, HTML and JSON tables and the
+    diagnosis agree by construction. ``predicted_gain`` comes from the diagnosis when it
+    carries one, else from the same table computed on the trace.
     """
-    rows = list(getattr(diagnosis, "layers", None) or [])
-    snap = None
-    if trace is not None:
-        from .figures import layer_snapshot
+    from ..diagnosis.table import layer_table as diagnosis_layer_table
 
-        snap = layer_snapshot(trace)
-    if not rows and snap is not None:
-        rows = snap.to_dict("records")
-    pred: dict[str, float] = {}
-    if snap is not None and not snap.empty:
-        pred = dict(zip(snap["module"], snap["predicted_gain"], strict=True))
+    rows = list(getattr(diagnosis, "layers", None) or [])
+    trace_rows = diagnosis_layer_table(trace) if trace is not None else []
+    if not rows:
+        rows = trace_rows
+    pred = {r["module"]: r.get("predicted_gain") for r in trace_rows}
     out = []
     for r in rows:
         module = str(r.get("module", ""))

@@ -27,7 +27,6 @@ Example::
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -38,12 +37,14 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
-from ..errors import GradmedicError
+from ..diagnosis.predict import module_predicted_slope
+from ..diagnosis.table import layer_table, module_infos
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..trace import Trace
 
 __all__ = [
+    "SNAPSHOT_COLUMNS",
     "activation_figure",
     "find_spikes",
     "gain_product_data",
@@ -84,7 +85,7 @@ _RC = {
 
 
 # --------------------------------------------------------------------------------------------
-# data helpers (also used by the diagnosis report's tables)
+# data helpers (the per-layer numbers come from gradmedic.diagnosis.table)
 # --------------------------------------------------------------------------------------------
 
 
@@ -109,18 +110,6 @@ def _module_order(trace: Trace) -> list[str]:
     return [str(n) for n in trace.modules["name"] if str(n) != ""]
 
 
-def _module_info(trace: Trace) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
-    for row in trace.modules.itertuples(index=False):
-        try:
-            info = json.loads(row.info) if isinstance(row.info, str) and row.info else {}
-        except ValueError:
-            info = {}
-        act = row.activation if isinstance(row.activation, str) else None
-        out[str(row.name)] = {"type": str(row.type), "activation": act, **info}
-    return out
-
-
 def _first_step(trace: Trace, quantity: str) -> int | None:
     f = trace.frame
     steps = f.loc[f["quantity"] == quantity, "step"]
@@ -133,119 +122,62 @@ def _last_step(trace: Trace, quantity: str) -> int | None:
     return int(steps.max()) if len(steps) else None
 
 
+#: Columns of :func:`layer_snapshot`.
+SNAPSHOT_COLUMNS = [
+    "module",
+    "type",
+    "weight_grad_norm",
+    "grad_norm",
+    "signal_out",
+    "signal_in",
+    "gain",
+    "dphi_mean",
+    "dphi_sq_mean",
+    "preact_ms",
+    "saturated_frac",
+    "dead_frac",
+    "predicted_gain",
+]
+
+
 def layer_snapshot(trace: Trace, step: int | None = None) -> pd.DataFrame:
-    """One row per hooked module (model order, root excluded) with its numbers at ``step``.
+    """The diagnosis's per-layer table (:func:`gradmedic.diagnosis.layer_table`) as a frame.
 
-    Columns: ``module``, ``type``, ``weight_grad_norm`` (per-parameter ``grad_norm`` of
-    ``weight``, else the module aggregate), ``grad_norm``, ``signal_out``, ``signal_in``,
-    ``gain``, ``dphi_mean``, ``dphi_sq_mean``, ``preact_ms``, ``saturated_frac``,
-    ``dead_frac`` (NaN where not measured), ``predicted_gain`` (theory, see the module
-    docstring). ``step=None`` takes the first step with backward signals (initialisation).
-    Modules with no record at that step are left out.
+    One row per hooked module (model order, root excluded) with its numbers at ``step``;
+    columns :data:`SNAPSHOT_COLUMNS`: ``module``, ``type``, ``weight_grad_norm`` (per-parameter
+    ``grad_norm`` of ``weight``, else the module aggregate), ``grad_norm``, ``signal_out``,
+    ``signal_in``, ``gain``, ``dphi_mean``, ``dphi_sq_mean``, ``preact_ms``,
+    ``saturated_frac``, ``dead_frac`` (NaN where not measured) and ``predicted_gain`` (theory,
+    :func:`gradmedic.diagnosis.predict.module_predicted_gain`). ``step=None`` takes the first
+    step with backward signals (initialisation). Modules with no record at that step are left
+    out. The figures, the report's table and the diagnosis read the same numbers.
     """
-    if step is None:
-        step = _first_step(trace, "signal_out")
-        if step is None:
-            step = _first_step(trace, "grad_norm")
-    cols = [
-        "module",
-        "type",
-        "weight_grad_norm",
-        "grad_norm",
-        "signal_out",
-        "signal_in",
-        "gain",
-        "dphi_mean",
-        "dphi_sq_mean",
-        "preact_ms",
-        "saturated_frac",
-        "dead_frac",
-        "predicted_gain",
-    ]
-    if step is None:
-        return pd.DataFrame(columns=cols)
-    f = trace.frame
-    f = f[(f["step"] == step) & (f["module"] != "")]
-    module_level = f[f["parameter"] == ""]
-    table = module_level.pivot_table(
-        index="module", columns="quantity", values="value", aggfunc="last"
-    )
-    weights = f[(f["parameter"] == "weight") & (f["quantity"] == "grad_norm")]
-    wmap = dict(zip(weights["module"], weights["value"], strict=False))
-    info = _module_info(trace)
-    order = [m for m in _module_order(trace) if m in table.index]
-    order += [m for m in table.index if m not in order]
-    pred = predicted_gains(trace, step)
-    rows = []
-    for m in order:
-        r = table.loc[m]
-        grad = r.get("grad_norm", np.nan)
-        rows.append(
-            {
-                "module": m,
-                "type": info.get(m, {}).get("type", ""),
-                "weight_grad_norm": wmap.get(m, grad),
-                **{
-                    c: float(r[c]) if c in r.index and pd.notna(r[c]) else np.nan
-                    for c in cols[3:-1]
-                },
-                "predicted_gain": pred.get(m, np.nan),
-            }
-        )
-    df = pd.DataFrame(rows, columns=cols)
-    return df
+    rows = layer_table(trace, step)
+    data = {
+        c: [r.get(c) if c in ("module", "type") else _float(r.get(c)) for r in rows]
+        for c in SNAPSHOT_COLUMNS
+    }
+    return pd.DataFrame(data, columns=SNAPSHOT_COLUMNS)
 
 
-def _theory_activation(info: Mapping[str, Any]) -> Any:
-    """The :mod:`gradmedic.theory` activation for a module's info, or None."""
-    from .. import theory
-
-    name = info.get("activation")
-    if not name:
-        return None
-    spec = name
-    if name == "leaky_relu" and "negative_slope" in info:
-        spec = f"leaky_relu({float(info['negative_slope'])})"
-    elif name == "elu" and "alpha" in info:
-        spec = f"elu(alpha={float(info['alpha'])})"
-    try:
-        return theory.get_activation(spec)
-    except (GradmedicError, ValueError, TypeError):
-        return None
+def _float(v: Any) -> float:
+    return float("nan") if v is None else float(v)
 
 
 def predicted_gains(trace: Trace, step: int | None = None) -> dict[str, float]:
     """Theory's per-module gain of the backward-signal norm, where there is one.
 
-    Linear/Conv with a recorded ``sw2`` (= fan_in·Var(W)): ``√σ_w²``. Elementwise activation
-    with a recorded pre-activation mean square ``q`` at ``step``: ``√E[φ'(√q z)²]``. Other
-    modules (norms, RNNs, containers) get no prediction.
+    The ``predicted_gain`` column of :func:`gradmedic.diagnosis.layer_table` at ``step``
+    (default: the first step with backward signals): ``sqrt(sw2)`` for Linear/Conv layers,
+    ``sqrt(E[phi'(sqrt(q) z)^2])`` for an elementwise activation at its measured
+    pre-activation mean square ``q``, 1 for Flatten/Identity; other modules (norms, RNNs,
+    pooling, containers) get no prediction.
     """
-    from .. import theory
-
-    if step is None:
-        step = _first_step(trace, "preact_ms")
-    f = trace.frame
-    q = f[(f["quantity"] == "preact_ms") & (f["parameter"] == "")]
-    if step is not None:
-        q = q[q["step"] == step]
-    qmap = dict(zip(q["module"], q["value"], strict=False))
-    out: dict[str, float] = {}
-    for name, info in _module_info(trace).items():
-        if not name:
-            continue
-        sw2 = info.get("sw2")
-        if info.get("type") in _WEIGHT_TYPES[:4] and isinstance(sw2, (int, float)) and sw2 >= 0:
-            out[name] = math.sqrt(sw2)
-            continue
-        act = _theory_activation(info)
-        qv = qmap.get(name)
-        if act is not None and qv is not None and math.isfinite(qv) and qv >= 0:
-            try:
-                out[name] = math.sqrt(theory.e_dphi_sq(act, max(float(qv), 1e-12)))
-            except (GradmedicError, ValueError, ArithmeticError):
-                continue
-    return out
+    return {
+        r["module"]: float(r["predicted_gain"])
+        for r in layer_table(trace, step)
+        if r["predicted_gain"] is not None
+    }
 
 
 def _labels(modules: Sequence[str], types: Sequence[str], limit: int = 22) -> list[str]:
@@ -374,7 +306,7 @@ def signal_heatmap_figure(trace: Trace) -> Figure | None:
     finite = data[np.isfinite(data)]
     if finite.size == 0:
         return None
-    info = _module_info(trace)
+    info = module_infos(trace)
     modules = [str(c) for c in table.columns]
     labels = _labels(modules, [info.get(m, {}).get("type", "") for m in modules])
     steps = list(table.index)
@@ -487,8 +419,6 @@ def activation_figure(trace: Trace, step: int | None = None) -> Figure | None:
     batch), 0 to 1. Bottom: measured mean ``φ'(x)`` with theory's ``E[φ'(√q z)]`` under the
     measured pre-activation scale q. Sigmoid's slope is at most 0.25 (article 1.2).
     """
-    from .. import theory
-
     if step is None:
         step = _first_step(trace, "saturated_frac")
     if step is None:
@@ -497,7 +427,7 @@ def activation_figure(trace: Trace, step: int | None = None) -> Figure | None:
     snap = snap[snap["saturated_frac"].notna() | snap["dead_frac"].notna()]
     if snap.empty:
         return None
-    info = _module_info(trace)
+    info = module_infos(trace)
     x = np.arange(len(snap))
     fig, (ax, ax2) = _new_figure(9.5, 5.8, nrows=2, sharex=True)
     w = 0.4
@@ -516,16 +446,10 @@ def activation_figure(trace: Trace, step: int | None = None) -> Figure | None:
     ax.set_title(f"Activation health per layer (step {step})")
     ax.legend(loc="best")
     ax2.plot(x, snap["dphi_mean"], "-o", ms=3, color=COLOURS["gain"], label="measured mean φ'(x)")
-    expected = []
-    for m, q in zip(snap["module"], snap["preact_ms"], strict=True):
-        act = _theory_activation(info.get(m, {}))
-        val = np.nan
-        if act is not None and pd.notna(q) and math.isfinite(q) and q >= 0:
-            try:
-                val = theory.e_dphi(act, max(float(q), 1e-12))
-            except (GradmedicError, ValueError, ArithmeticError):
-                val = np.nan
-        expected.append(val)
+    expected = [
+        _float(module_predicted_slope(info.get(m, {}), None if pd.isna(q) else float(q)))
+        for m, q in zip(snap["module"], snap["preact_ms"], strict=True)
+    ]
     if np.isfinite(np.asarray(expected, dtype=float)).any():
         ax2.plot(
             x, expected, "x", ms=6, mew=1.5, color=COLOURS["theory"], label="theory E[φ'(√q z)]"
@@ -699,7 +623,7 @@ def _weight_layer_norms(trace: Trace) -> tuple[list[str], np.ndarray] | None:
         return None
     f = trace.frame
     w = f[(f["step"] == step) & (f["parameter"] == "weight") & (f["quantity"] == "grad_norm")]
-    info = _module_info(trace)
+    info = module_infos(trace)
     w = w[[("Norm" not in info.get(m, {}).get("type", "")) for m in w["module"]]]
     if w.empty:
         return None
