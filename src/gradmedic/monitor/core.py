@@ -86,9 +86,29 @@ def _tensors(obj: Any) -> list[torch.Tensor]:
     return []
 
 
-def _norm(g: torch.Tensor) -> torch.Tensor:
-    """L2 norm accumulated in float64: a vanished signal of 1e-30 must not square to 0."""
-    return torch.linalg.vector_norm(g.detach(), dtype=torch.float64)
+#: Tensors up to this size always get their norm in float64 (cheap); larger ones in float32
+#: once their previous record showed a signal far from float32's underflow.
+_WIDE_NORM_MAX = 1 << 16
+#: Entries used for activation statistics (the first samples of the batch); dead units use all.
+_STATS_MAX = 1 << 18
+
+
+def _norm(g: torch.Tensor, wide: bool = True) -> torch.Tensor:
+    """L2 norm. In float64 a vanished signal of 1e-30 per entry does not square to 0; float32
+    (8x cheaper on a large feature map) is used only where the last record was above 1e-8."""
+    g = g.detach()
+    if wide or g.numel() <= _WIDE_NORM_MAX:
+        return torch.linalg.vector_norm(g, dtype=torch.float64)
+    return torch.linalg.vector_norm(g).double()
+
+
+def _head(t: torch.Tensor) -> torch.Tensor:
+    """At most ``_STATS_MAX`` entries of ``t``, as whole leading samples (a view, no copy)."""
+    n = t.numel()
+    if n <= _STATS_MAX or t.dim() < 2:
+        return t.reshape(-1)
+    keep = max(1, _STATS_MAX * t.shape[0] // n)
+    return t[:keep].reshape(-1)
 
 
 class Monitor:
@@ -170,6 +190,7 @@ class Monitor:
         self._selected: list[tuple[str, nn.Module]] | None = None
         self._first_bad: torch.Tensor | None = None
         self._in_nonfinite = False
+        self._f32_ok: set[tuple[str, str]] = set()
         self._plan_step()
         self._names: dict[nn.Module, str] = {}
         self._param_names: list[tuple[str, str, nn.Parameter]] = []
@@ -393,13 +414,13 @@ class Monitor:
         self._tensor_handles.append(t.register_hook(fn))
 
     def _on_out_grad(self, name: str, g: torch.Tensor) -> None:
-        nrm = _norm(g)
+        nrm = _norm(g, (name, "signal_out") not in self._f32_ok)
         self._sig_out[name].append(nrm)
         self._bwd_order.append((name, nrm))
 
     def _on_in_grad(self, name: str, rnn_module: nn.Module | None, g: torch.Tensor) -> None:
         if self._recording() and self.signal:
-            nrm = _norm(g)
+            nrm = _norm(g, (name, "signal_in") not in self._f32_ok)
             self._sig_in[name].append(nrm)
             self._bwd_order.append((name, nrm))
         if rnn_module is not None and g.dim() >= 2:
@@ -419,7 +440,7 @@ class Monitor:
         with torch.no_grad():
             xd = x.detach()
             xd = xd.float() if xd.dtype in (torch.float16, torch.bfloat16) else xd
-            flat = xd.reshape(-1)
+            flat = _head(xd)
             n = flat.numel()
             if d.active is not None:  # phi' in {0, 1}: mean phi' = share active, saturated = rest
                 mean = d.active(flat).sum() / n
@@ -439,17 +460,17 @@ class Monitor:
         with torch.no_grad():
             yd = y.detach()
             yd = yd.float() if yd.dtype in (torch.float16, torch.bfloat16) else yd
-            n = yd.numel()
             # a dead unit is zero for every sample (and, in a feature map, every position)
-            if yd.dim() < 2:
-                units = yd.unsqueeze(1)
+            mag = yd if isinstance(module, _NONNEG) else yd.abs()
+            if yd.dim() < 2:  # a batch of scalars: one unit
+                peak = mag.amax(0, keepdim=True)
             elif self._channel_first.get(name) and yd.dim() > 2:
-                units = yd.transpose(1, -1).reshape(-1, yd.shape[1])
+                peak = mag.amax(dim=[0, *range(2, yd.dim())])
             else:
-                units = yd.reshape(-1, yd.shape[-1])
-            peak = units.amax(0) if isinstance(module, _NONNEG) else units.abs().amax(0)
+                peak = mag.reshape(-1, yd.shape[-1]).amax(0)
             dead = (peak == 0).sum() / peak.numel()
-            flat = yd.reshape(-1)
+            flat = _head(yd)
+            n = flat.numel()
             mean = flat.sum() / n
             var = (torch.dot(flat, flat) / n - mean * mean).clamp_min(0) * (n / max(n - 1, 1))
             post = torch.stack([dead, mean, var.sqrt()])
@@ -650,6 +671,7 @@ class Monitor:
                 mod_sq[module] += v * v
             elif qty in ("signal_in", "signal_out"):
                 sig[(module, qty)] = v
+        self._f32_ok = {k for k, v in sig.items() if v > 1e-8 and math.isfinite(v)}
         for module, sq in mod_sq.items():
             rows.append((step, module, "", "grad_norm", None, math.sqrt(sq)))
         total_sq = sum(mod_sq.values())
