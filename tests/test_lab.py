@@ -3,6 +3,7 @@ tiny run of every experiment (files, verdict fields, results page)."""
 
 from __future__ import annotations
 
+import csv
 import html
 import json
 import math
@@ -22,7 +23,7 @@ from gradmedic.lab import (
     recurrent,
     run_lab,
 )
-from gradmedic.lab.common import first_last_ratio, per_layer_chi
+from gradmedic.lab.common import NormRecorder, first_last_ratio, flat_measures, per_layer_chi
 from gradmedic.lab.registry import ExperimentResult, clean
 
 ORDER = [
@@ -141,6 +142,28 @@ def test_profile_helpers():
     assert per_layer_chi(prof, skip=0) == pytest.approx(4.0)
 
 
+def test_flat_measures_names_each_case_field():
+    rows = [{"case": "a", "x": 1.0, "y": 2}, {"case": "b", "x": 3.0, "y": 4}]
+    assert flat_measures(rows, "case", {"loss": "x"}) == {"a_loss": 1.0, "b_loss": 3.0}
+
+
+def test_norm_recorder_matches_the_global_norm_and_changes_nothing():
+    lin = torch.nn.Linear(3, 2)
+    lin.weight.grad = torch.tensor([[3.0, 0.0, 0.0], [0.0, 4.0, 0.0]])
+    lin.bias.grad = torch.tensor([12.0, 0.0])
+    rec = NormRecorder()
+    assert rec(list(lin.parameters())) == pytest.approx(13.0)  # sqrt(9 + 16 + 144)
+    assert rec.norms == [pytest.approx(13.0)] and float(lin.bias.grad[0]) == 12.0
+
+
+def test_sample_cosine_of_the_representation_before_the_output_layer():
+    model = torch.nn.Sequential(torch.nn.Identity(), torch.nn.Linear(2, 1))
+    # three samples: (1, 0), (0, 1), (1, 1): cosines 0, 1/sqrt2, 1/sqrt2 -> mean sqrt2/3
+    x = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    assert feedforward.sample_cosine(model, x) == pytest.approx(math.sqrt(2) / 3, rel=1e-6)
+    assert feedforward.sample_cosine(model, torch.ones(4, 2)) == pytest.approx(1.0, rel=1e-6)
+
+
 # ---------------------------------------------------------------------------------------------
 # verdict logic on constructed numbers (one pass and one fail case each)
 
@@ -199,7 +222,9 @@ def test_judge_init():
 def test_judge_norm_residual():
     good = {"plain": 2.3, "batchnorm": 0.2, "layernorm": 0.3, "residual": 0.1,
             "zero-init-residual": 0.1}  # fmt: skip
-    assert feedforward.judge_norm_residual(1e-9, good)[0] is True
+    ok, crit = feedforward.judge_norm_residual(1e-9, good)
+    assert ok is True
+    assert crit.startswith("each net at its best learning rate of the common grid {0.001, 0.01}")
     assert feedforward.judge_norm_residual(1e-2, good)[0] is False
     assert feedforward.judge_norm_residual(1e-9, {**good, "layernorm": 1.2})[0] is False
     assert feedforward.judge_norm_residual(1e-9, {**good, "plain": 1.0})[0] is False
@@ -279,6 +304,23 @@ def test_tiny_run_numbers(tiny_run):
     assert res["loss-pairing"].passed
     assert res["depth-chain"].measured["alpha0.9_L20_measured"] == pytest.approx(0.121577, 1e-5)
     assert res["loss-pairing"].measured["monitor_first_nonfinite_module"] == "2"
+
+
+def test_tiny_norm_residual_trains_every_net_at_every_lr(tiny_run):
+    run, _, _ = tiny_run
+    res = next(r for r in run.results if r.name == "normalisation-and-residual")
+    rows = list(csv.DictReader(res.table.open()))
+    assert [(r["case"], float(r["lr"])) for r in rows] == [
+        (c, lr) for c in feedforward.NORM_CASES for lr in feedforward.NORM_LRS
+    ]
+    for case in feedforward.NORM_CASES:
+        mine = [r for r in rows if r["case"] == case]
+        best = min(mine, key=lambda r: float(r["final_loss"]))
+        assert [r["best_lr"] for r in mine].count("True") == 1 and best["best_lr"] == "True"
+        assert res.measured[f"{case}_final_loss"] == pytest.approx(float(best["final_loss"]))
+        assert res.measured[f"{case}_best_lr"] == float(best["lr"])
+    # the plain default-init net has collapsed every input onto one direction already
+    assert res.measured["plain_sample_cosine_init"] > 0.99
 
 
 def test_tiny_training_experiment_is_deterministic(tiny_run, tmp_path):

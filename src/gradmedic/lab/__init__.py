@@ -5,6 +5,12 @@ verdict: the claim in one sentence with its source, the measured numbers, the cr
 threshold, and pass or fail. :func:`run_lab` runs several and writes one self-contained results
 page (``out/index.html``) and ``out/results.json``.
 
+Run time with one torch thread on the 2-core lab machine (shared with other jobs, load ~1.5-2):
+``--quick`` runs all ten in about 2 minutes (measured 129 s wall, 123 s inside run_lab); the
+full size (the published figures) in about 23 minutes, 15 of them in rnn-vs-gated (estimated by
+timing a tenth, for rnn-vs-gated a twentieth, of the training steps). Each experiment's run
+function states its own times.
+
 Example::
 
     >>> from gradmedic.lab import EXPERIMENTS, run_lab

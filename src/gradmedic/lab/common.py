@@ -1,28 +1,44 @@
-"""Torch helpers shared by the experiments: monitored training runs and trace read-outs."""
+"""Helpers shared by the experiments: monitored training runs, trace read-outs, the figure
+panels that several experiments draw (loss curves, backward-signal profiles) and the flattening
+of result rows into the verdict's ``measured`` numbers."""
 
 from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from torch import nn
 
 from ..trace import Trace
 from ..train import TrainConfig, TrainResult, train
-from ..zoo import Dataset
+from ..zoo import Dataset, build_model
+from .registry import geo_mean
 
 __all__ = [
+    "LN10",
+    "NormRecorder",
+    "ProfiledRun",
     "first_last_ratio",
+    "flat_measures",
     "linear_names",
+    "loss_panel",
     "monitored_run",
     "per_layer_chi",
+    "profile_panel",
+    "profiled_run",
     "signal_profile",
     "smooth",
 ]
+
+#: ``ln 10 = 2.3026``: the cross-entropy of a uniform guess over the 10 digit classes (a net
+#: that stays here has learned nothing).
+LN10 = math.log(10.0)
 
 
 def monitored_run(
@@ -85,11 +101,7 @@ def per_layer_chi(profile: list[float], skip: int = 2) -> float:
     input and output layers have other widths and the length map needs a few layers to settle
     at its fixed point). Compare with the mean-field ``chi1``."""
     inner = profile[skip:-1]
-    ratios = [(a / b) ** 2 for a, b in itertools.pairwise(inner) if b > 0]
-    vals = [r for r in ratios if r > 0 and math.isfinite(r)]
-    if not vals:
-        return math.nan
-    return float(np.exp(np.mean(np.log(vals))))
+    return geo_mean((a / b) ** 2 for a, b in itertools.pairwise(inner) if b > 0)
 
 
 def smooth(values: list[float], k: int = 10) -> np.ndarray:
@@ -99,3 +111,106 @@ def smooth(values: list[float], k: int = 10) -> np.ndarray:
         return a
     kernel = np.ones(k) / k
     return np.convolve(a, kernel, mode="valid")
+
+
+class NormRecorder:
+    """A ``grad_transform`` that changes nothing and records the global gradient norm
+    ``sqrt(sum_p ||g_p||^2)`` of every step in ``.norms`` (the Monitor records only the steps
+    of its schedule; this is one norm per step, cheap)."""
+
+    def __init__(self) -> None:
+        self.norms: list[float] = []
+
+    def __call__(self, params: Iterable[nn.Parameter]) -> float:
+        per = [torch.linalg.vector_norm(p.grad.detach()) for p in params if p.grad is not None]
+        norm = float(torch.linalg.vector_norm(torch.stack(per))) if per else 0.0
+        self.norms.append(norm)
+        return norm
+
+
+@dataclass
+class ProfiledRun:
+    """A monitored training run of a model built from a zoo spec, with the backward-signal
+    profile ``||dL/dh^l||`` at the output of each Linear layer at step 0."""
+
+    result: TrainResult
+    model: nn.Module
+    layers: list[str]
+    profile: list[float]
+
+    @property
+    def ratio(self) -> float:
+        """``||dL/dh^1|| / ||dL/dh^L||`` at init (see :func:`first_last_ratio`)."""
+        return first_last_ratio(self.profile)
+
+
+def profiled_run(
+    spec: str,
+    data: Dataset,
+    *,
+    steps: int,
+    lr: float,
+    seed: int,
+    optimizer: str = "momentum",
+    prepare: Callable[[nn.Module], Any] | None = None,
+    grad_transform: Callable[..., Any] | None = None,
+) -> ProfiledRun:
+    """Build ``spec`` (seeded), let ``prepare(model)`` re-initialise it in place (LSUV,
+    zero-init residual, ...), train it with :func:`monitored_run` (first and last step
+    recorded; ``grad_transform`` as in :func:`gradmedic.train.train`) and read the Linear
+    layers' backward-signal profile at step 0."""
+    model = build_model(spec, data.info, seed=seed)
+    if prepare is not None:
+        prepare(model)
+    layers = linear_names(model)
+    res = monitored_run(
+        model,
+        data,
+        steps=steps,
+        lr=lr,
+        optimizer=optimizer,
+        seed=seed,
+        grad_transform=grad_transform,
+    )
+    return ProfiledRun(res, model, layers, signal_profile(res.trace, layers, step=0))
+
+
+def flat_measures(
+    rows: Iterable[Mapping[str, Any]], key: str, fields: Mapping[str, str]
+) -> dict[str, Any]:
+    """``{f"{row[key]}_{suffix}": row[column]}`` for every row and ``suffix: column`` of
+    ``fields``: the per-case numbers of a result table as flat ``measured`` entries."""
+    return {f"{r[key]}_{suffix}": r[col] for r in rows for suffix, col in fields.items()}
+
+
+def loss_panel(
+    ax: Any,
+    curves: Mapping[str, Sequence[float]],
+    title: str,
+    *,
+    k: int = 10,
+    baseline: float | None = LN10,
+    baseline_label: str | None = None,
+) -> None:
+    """Draw ``k``-step running means of the loss ``curves`` on ``ax`` with a dotted
+    ``baseline`` (default ``ln 10``, a uniform guess on digits; None for none)."""
+    for label, losses in curves.items():
+        ax.plot(smooth(list(losses), k), label=label)
+    if baseline is not None:
+        ax.axhline(baseline, color="grey", ls=":", lw=1, label=baseline_label)
+    ax.set_title(title)
+    ax.set_xlabel("step")
+    ax.legend(fontsize=7)
+
+
+def profile_panel(
+    ax: Any, profiles: Mapping[str, Sequence[float]], title: str, xlabel: str = "layer l"
+) -> None:
+    """Draw each backward-signal profile normalised by its last layer, ``||dL/dh^l|| /
+    ||dL/dh^L||``, on a log axis (values floored at 1e-30 so vanished signals stay visible)."""
+    for label, prof in profiles.items():
+        top = prof[-1] if prof[-1] > 0 else 1.0
+        ax.semilogy(range(1, len(prof) + 1), [max(p / top, 1e-30) for p in prof], label=label)
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.legend(fontsize=7)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -64,6 +64,7 @@ class LabContext:
     out: Path = field(default_factory=lambda: Path("gradmedic-lab"))
     progress: Callable[[str], None] = _silent
     keep_figures: bool = False
+    name: str = ""
 
     @property
     def size(self) -> str:
@@ -74,11 +75,33 @@ class LabContext:
         """The value for this run's size."""
         return {"tiny": tiny, "quick": quick, "full": full}[self.size]
 
-    def folder(self, name: str) -> Path:
-        """``out/name``, created."""
-        path = Path(self.out) / name
+    def folder(self, name: str | None = None) -> Path:
+        """``out/name`` (default: this experiment's folder), created."""
+        path = Path(self.out) / (name or self.name)
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+    def finish(
+        self,
+        passed: bool | None,
+        criterion: str,
+        *,
+        measured: dict[str, Any],
+        fig: Any,
+        table: pd.DataFrame | Iterable[dict[str, Any]],
+        note: str = "",
+    ) -> ExperimentResult:
+        """Write this experiment's figure and table and build its result (see :func:`finish`)."""
+        return finish(
+            self,
+            self.name,
+            passed=passed,
+            measured=measured,
+            criterion=criterion,
+            fig=fig,
+            table=table,
+            note=note,
+        )
 
 
 @dataclass
@@ -142,6 +165,7 @@ class Experiment:
     run: Callable[[LabContext], ExperimentResult]
 
     def __call__(self, ctx: LabContext) -> ExperimentResult:
+        ctx = replace(ctx, name=self.name)
         res = self.run(ctx)
         res.name, res.title, res.claim, res.source = self.name, self.title, self.claim, self.source
         res.size = ctx.size

@@ -88,7 +88,7 @@ def _tensors(obj: Any) -> list[torch.Tensor]:
 
 #: Tensors up to this size always get their norm in float64 (cheap); larger ones in float32
 #: once their previous record showed a signal far from float32's underflow.
-_WIDE_NORM_MAX = 1 << 16
+_WIDE_NORM_MAX = 1 << 12
 #: Entries used for activation statistics (the first samples of the batch); dead units use all.
 _STATS_MAX = 1 << 18
 
@@ -191,6 +191,7 @@ class Monitor:
         self._first_bad: torch.Tensor | None = None
         self._in_nonfinite = False
         self._f32_ok: set[tuple[str, str]] = set()
+        self._g32_ok: set[tuple[str, str]] = set()
         self._plan_step()
         self._names: dict[nn.Module, str] = {}
         self._param_names: list[tuple[str, str, nn.Parameter]] = []
@@ -443,7 +444,7 @@ class Monitor:
             flat = _head(xd)
             n = flat.numel()
             if d.active is not None:  # phi' in {0, 1}: mean phi' = share active, saturated = rest
-                mean = d.active(flat).sum() / n
+                mean = d.count_active(flat) / n
                 stats = [mean, mean, 1 - mean]
             else:
                 dphi = d.fn(flat)
@@ -553,7 +554,7 @@ class Monitor:
         grads = [g for *_, g in self._grads()]
         if not grads or self._in_nonfinite:  # already reported; re-armed by a finite record
             return
-        total = torch.stack(_foreach_norms(grads)).sum()
+        total = torch.stack(_foreach_norms(grads, [False] * len(grads))).sum()
         bad = ~torch.isfinite(total)
         mark = torch.tensor(step, device=total.device)
         if self._first_bad is None or self._first_bad.device != total.device:
@@ -605,23 +606,28 @@ class Monitor:
 
         if items:
             grads = [g for *_, g in items]
+            # float64 where the last record was tiny (or on the first record): see _norm
+            wide = [(m, n) not in self._g32_ok for m, n, _, _ in items]
             add(
                 [(m, n, "grad_norm", None) for m, n, _, _ in items],
-                torch.stack(_foreach_norms(grads)),
+                torch.stack(_foreach_norms(grads, wide)),
             )
             if self.weights:
                 params = [p.detach() for _, _, p, _ in items]
                 add(
                     [(m, n, "param_norm", None) for m, n, _, _ in items],
-                    torch.stack(_foreach_norms(params)),
+                    torch.stack(_foreach_norms(params, [False] * len(params))),
                 )
             if self._snapshot is not None:
+                owner = {id(p): (m, n) for m, n, p in self._param_names}
+                keys = [owner[id(p)] for p in self._snap_params]
                 with torch.no_grad():
-                    before = torch.stack(_foreach_norms(self._snapshot))
+                    before = torch.stack(_foreach_norms(self._snapshot, [False] * len(keys)))
                     torch._foreach_sub_(self._snapshot, [p.detach() for p in self._snap_params])
-                    delta = torch.stack(_foreach_norms(self._snapshot))
-                owner = {id(p): (m, n) for m, n, p, _ in items}
-                labels = [(*owner[id(p)], "update_ratio", None) for p in self._snap_params]
+                    delta = torch.stack(
+                        _foreach_norms(self._snapshot, [k not in self._g32_ok for k in keys])
+                    )
+                labels = [(*k, "update_ratio", None) for k in keys]
                 add(labels, delta / before.clamp_min(1e-30))
         scale = self._scale_tensor()
         for qty, store in (("signal_out", self._sig_out), ("signal_in", self._sig_in)):
@@ -672,6 +678,9 @@ class Monitor:
             elif qty in ("signal_in", "signal_out"):
                 sig[(module, qty)] = v
         self._f32_ok = {k for k, v in sig.items() if v > 1e-8 and math.isfinite(v)}
+        self._g32_ok = {
+            (m, p) for _, m, p, q, _, v in rows if q == "grad_norm" and p and 1e-8 < v < 1e30
+        }
         for module, sq in mod_sq.items():
             rows.append((step, module, "", "grad_norm", None, math.sqrt(sq)))
         total_sq = sum(mod_sq.values())
@@ -845,16 +854,24 @@ def _group_by_device_dtype(tensors: Iterable[torch.Tensor]) -> list[list[torch.T
     return list(groups.values())
 
 
-def _foreach_norms(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
-    """L2 norms of many tensors with one fused kernel per (device, dtype) group."""
+def _foreach_norms(
+    tensors: list[torch.Tensor], wide: Sequence[bool] | None = None
+) -> list[torch.Tensor]:
+    """L2 norms of many tensors with one fused kernel per (device, dtype, width) group.
+
+    ``wide[i]`` accumulates tensor i in float64 (no underflow for entries below 1e-19, at the
+    price of a conversion); the others use their own dtype. Results are float64 scalars.
+    """
     out: dict[int, torch.Tensor] = {}
-    groups: dict[tuple[Any, Any], list[int]] = defaultdict(list)
+    groups: dict[tuple[Any, Any, bool], list[int]] = defaultdict(list)
     for i, t in enumerate(tensors):
-        groups[(t.device, t.dtype)].append(i)
-    for idxs in groups.values():
-        norms = torch._foreach_norm([tensors[i].detach() for i in idxs], 2, dtype=torch.float64)
+        w = True if wide is None else bool(wide[i])
+        groups[(t.device, t.dtype, w or t.numel() <= _WIDE_NORM_MAX)].append(i)
+    for (_, _, w), idxs in groups.items():
+        ts = [tensors[i].detach() for i in idxs]
+        norms = torch._foreach_norm(ts, 2, dtype=torch.float64) if w else torch._foreach_norm(ts)
         for i, n in zip(idxs, norms, strict=True):
-            out[i] = n
+            out[i] = n.double()
     return [out[i] for i in range(len(tensors))]
 
 
