@@ -407,3 +407,35 @@ def test_bad_input_errors():
         diagnose(model=3, data="digits")
     with pytest.raises(GradmedicError, match="no trace at"):
         diagnose("/nonexistent/trace.sqlite")
+
+
+def _spike_trace(losses: list[float], norms: list[float]):
+    import pandas as pd
+
+    from gradmedic.trace import Trace, frame_from_rows
+
+    rows = []
+    for step, (loss, norm) in enumerate(zip(losses, norms, strict=True)):
+        rows.append((step, "", "", "loss", None, loss))
+        rows.append((step, "", "", "grad_norm_total", None, norm))
+    modules = pd.DataFrame(
+        [(0, "", "Sequential", None, 0, "{}")],
+        columns=["ord", "name", "type", "activation", "n_params", "info"],
+    )
+    return Trace(frame=frame_from_rows(rows), modules=modules, meta={"schema_version": 1})
+
+
+def test_gradient_spike_that_throws_the_loss_off_is_a_warning():
+    norms = [1.0, 1.1, 0.9, 1.0, 1.2, 40.0, 1.0, 1.1, 0.9, 1.0]
+    losses = [2.3, 2.2, 2.1, 2.0, 1.9, 1.8, 9.5, 6.0, 4.0, 3.0]
+    spike = next(f for f in diagnose(_spike_trace(losses, norms)).findings)
+    assert (spike.slug, spike.severity, spike.step) == ("gradient-spikes", "warning", 5)
+    assert spike.evidence["loss_jumped_after"] == [5]
+    assert str(spike.prescriptions[0]) == "clip-grad-norm(max_norm=1.0)"
+
+
+def test_gradient_spike_the_loss_shrugs_off_is_only_a_note():
+    norms = [1.0, 1.1, 0.9, 1.0, 1.2, 40.0, 1.0, 1.1, 0.9, 1.0]
+    losses = [2.3, 2.2, 2.1, 2.0, 1.9, 1.8, 1.7, 1.6, 1.5, 1.4]
+    found = diagnose(_spike_trace(losses, norms)).findings
+    assert [(f.slug, f.severity) for f in found] == [("gradient-spikes", "info")]

@@ -607,3 +607,14 @@ def test_hidden_profile_from_the_last_step_with_a_loss_on_every_step():
     assert prof("hidden_grad_t") == pytest.approx([float(g.norm()) for g in full], rel=1e-4)
     assert prof("hidden_grad_t_last") == pytest.approx([float(g.norm()) for g in last], rel=1e-4)
     assert prof("hidden_grad_t_last")[0] < 1e-2 * prof("hidden_grad_t")[0]
+
+
+def test_sentinel_catches_a_nan_loss_with_observed_losses():
+    model = nn.Sequential(nn.Linear(4, 4), NaNAfter(1), nn.Linear(4, 1))
+    with Monitor(model, every=100) as mon:
+        for _ in range(3):
+            model.zero_grad()
+            loss = model(torch.randn(8, 4)).sum()
+            loss.backward()
+            mon.step(loss)
+    assert [(e["step"], e["kind"]) for e in mon.events] == [(1, "nonfinite_gradient")]

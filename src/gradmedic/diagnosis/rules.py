@@ -921,6 +921,10 @@ def _predicted_time_decay(info: dict[str, Any], T: int) -> float | None:
     return lg if lg < math.log10(RNN_VANISH_WARNING) else None
 
 
+#: A loss that rises by this factor within 3 steps after a gradient spike marks the spike harmful.
+LOSS_JUMP = 1.5
+
+
 def rule_spikes(ctx: Context) -> list[Finding]:
     f = ctx.trace.frame
     g = f[(f["quantity"] == "grad_norm_total") & (f["module"] == "")].sort_values("step")
@@ -936,10 +940,23 @@ def rule_spikes(ctx: Context) -> list[Finding]:
         return []
     top = max(spikes, key=lambda sv: sv[1])
     clip = float(f"{med:.2g}")
+    # A spike matters when it throws the weights off the loss surface: the loss after it rises
+    # (or stops being finite). A large step that the loss shrugs off is only a note.
+    losses = f[(f["quantity"] == "loss") & (f["module"] == "")].sort_values("step")
+    loss_at = dict(zip(losses["step"].astype(int), losses["value"].astype(float), strict=True))
+    harmful = []
+    for s, _ in spikes:
+        before = [loss_at[k] for k in range(s - 3, s + 1) if k in loss_at]
+        after = [loss_at[k] for k in range(s + 1, s + 4) if k in loss_at]
+        if before and after:
+            ref = statistics.median(before)
+            if any(not math.isfinite(v) or v > LOSS_JUMP * ref for v in after):
+                harmful.append(s)
+    severity = "warning" if harmful or not loss_at else "info"
     return [
         Finding(
             slug="gradient-spikes",
-            severity="warning",
+            severity=severity,
             title=f"Gradient-norm spikes ({top[1] / med:.0f}x the median)",
             cause=(
                 f"The total gradient norm jumped to {top[1]:.3g} at step {top[0]}, "
@@ -952,6 +969,7 @@ def rule_spikes(ctx: Context) -> list[Finding]:
                 "spike_steps": [s for s, _ in spikes][:20],
                 "max_grad_norm": _f(top[1]),
                 "factor": SPIKE_FACTOR,
+                "loss_jumped_after": harmful[:20],
             },
             prescriptions=[
                 Prescription("clip-grad-norm", {"max_norm": clip}, "clip at the median norm"),

@@ -218,7 +218,10 @@ class Monitor:
                     continue
                 seen.add(id(p))
                 self._param_names.append((mname, pname, p))
-        if not self._param_names:
+        if self._param_names:
+            self._first_param = self._param_names[0][2]
+            self._last_param = self._param_names[-1][2]
+        else:
             raise ModelError(
                 f"{type(self.model).__name__} has no parameters; the Monitor measures gradients "
                 "of trainable parameters, so give it a model that has some"
@@ -545,16 +548,23 @@ class Monitor:
         return [(m, n, p, p.grad) for m, n, p in self._param_names if p.grad is not None]
 
     def _sentinel(self, step: int) -> None:
-        """Unrecorded step: a finiteness check of the gradients that stays on the device.
+        """Unrecorded step: a finiteness check that stays on the device.
 
-        One fused norm over all gradients; the first step whose norm is NaN/Inf is kept in a
-        device tensor and read at the next recorded step (or at detach), so no host sync is
-        added. With ``halt_on_nonfinite`` it is read at once, to stop at that step.
+        NaN/Inf spread backward through the graph: a non-finite loss reaches every gradient,
+        and a value born inside backward reaches every gradient upstream of it. So the
+        gradients of the first and the last parameter (input and output ends), plus the
+        observed losses, are checked - a fixed cost, whatever the model's size. The first bad
+        step is kept in a device tensor and read at the next recorded step (or at detach): no
+        host sync. With ``halt_on_nonfinite`` it is read at once, to stop at that step.
         """
-        grads = [g for *_, g in self._grads()]
-        if not grads or self._in_nonfinite:  # already reported; re-armed by a finite record
+        if self._in_nonfinite:  # already reported; re-armed by a finite record
             return
-        total = torch.stack(_foreach_norms(grads, [False] * len(grads))).sum()
+        ends = [g for g in (self._first_param.grad, self._last_param.grad) if g is not None]
+        probes = [torch.linalg.vector_norm(g.detach()).double() for g in ends]
+        probes += [loss.double().reshape(()) for loss in self._losses]
+        if not probes:
+            return
+        total = probes[0].sum() if len(probes) == 1 else torch.stack(probes).sum()
         bad = ~torch.isfinite(total)
         mark = torch.tensor(step, device=total.device)
         if self._first_bad is None or self._first_bad.device != total.device:
