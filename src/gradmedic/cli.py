@@ -317,15 +317,17 @@ def lab_run(
     seed: Annotated[int, typer.Option()] = 0,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Run experiments; each ends with a verdict on the claim it tests."""
+    """Run experiments; each ends with a verdict on the claim it tests (exit 1 if one fails)."""
     from .lab import EXPERIMENTS, run_lab
 
     wanted = list(EXPERIMENTS) if names == ["all"] or "all" in names else names
     run = run_lab(wanted, quick=quick, out=out, seed=seed, progress=_lab_progress(as_json))
     if as_json:
         _print_json({"results": [_result_dict(r) for r in run.results], "page": str(run.page)})
-        return
-    _print_lab(run)
+    else:
+        _print_lab(run)
+    if not run.passed:  # a claim that did not reproduce is a failed check
+        raise typer.Exit(FAIL_EXIT)
 
 
 def _lab_progress(quiet: bool):

@@ -120,8 +120,10 @@ class Monitor:
             accumulation records once per optimizer step) and ``update_ratio`` is measured.
             Without it call :meth:`step` once per training step, after ``backward``.
         trace: path of a SQLite trace to append to (crash-safe); ``None`` keeps rows in memory.
-        every: record every k-th step (default 10: about 2% of a training step on CPU reference
-            workloads; ``every=1`` records all, see benchmarks/RESULTS.md); or ``schedule``.
+        every: record every k-th step (default 20). A recorded step costs about half a
+            training step on a deep MLP of small layers (hooks, norms, activation statistics),
+            a few percent on conv nets and LSTMs; every 20th step keeps the average within the
+            5% budget (benchmarks/RESULTS.md). ``every=1`` records all; or pass ``schedule``.
         schedule: what steps to record gradient norms and backward signals (overrides ``every``).
         activations: schedule of activation statistics (default: same as ``schedule``).
         rnn_time: schedule of RNN ``input_grad_t`` profiles (default: same as ``schedule``).
@@ -146,7 +148,7 @@ class Monitor:
         *,
         optimizer: torch.optim.Optimizer | None = None,
         trace: str | Path | None = None,
-        every: int = 10,
+        every: int = 20,
         schedule: ScheduleLike = None,
         activations: ScheduleLike | None = None,
         rnn_time: ScheduleLike | None = None,
