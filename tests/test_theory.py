@@ -361,12 +361,12 @@ def test_unknown_activation_message() -> None:
     with pytest.raises(UnknownNameError) as info:
         T.get_activation("tanhh")
     assert str(info.value) == (
-        "unknown activation 'tanhh'; did you mean 'tanh'? Valid names: elu, gelu, hardtanh, "
-        "leaky_relu, linear, relu, selu, sigmoid, silu, softsign, tanh"
+        "unknown activation 'tanhh'; did you mean 'tanh'? Valid names: elu, gelu, hardswish, "
+        "hardtanh, leaky_relu, linear, mish, relu, selu, sigmoid, silu, softplus, softsign, tanh"
     )
     assert isinstance(info.value, GradmedicError)
-    with pytest.raises(UnknownNameError, match="unknown activation 'mish'"):
-        T.chi1("mish", 1.0, 0.0)
+    with pytest.raises(UnknownNameError, match="unknown activation 'swishy'"):
+        T.chi1("swishy", 1.0, 0.0)
 
 
 @pytest.mark.parametrize(
@@ -545,3 +545,17 @@ def test_docstring_examples() -> None:
     result = doctest.testmod(T, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.failed == 0
     assert result.attempted > 20
+
+
+@pytest.mark.parametrize(
+    ("name", "dphi0", "gamma"),
+    [("softplus", 0.5, 1.0), ("mish", 0.6, None), ("hardswish", 0.5, 1.5)],
+)
+def test_softplus_mish_hardswish_slopes_and_expectations(name, dphi0, gamma) -> None:
+    act = T.get_activation(name)
+    assert float(act.dphi(np.array(0.0))) == pytest.approx(dphi0, abs=1e-12)
+    if gamma is not None:
+        assert act.gamma == pytest.approx(gamma)
+    z = np.random.default_rng(0).standard_normal(1_000_000)
+    mc = np.mean(act.dphi(z) ** 2)
+    assert T.e_dphi_sq(name, 1.0) == pytest.approx(mc, abs=5 * np.std(act.dphi(z) ** 2) / 1e3)

@@ -396,6 +396,36 @@ def _d2softsign(x: Array) -> Array:
     return -2.0 * np.sign(x) / (1.0 + np.abs(x)) ** 3
 
 
+def _softplus(x: Array) -> Array:
+    return np.logaddexp(0.0, x)
+
+
+def _mish(x: Array) -> Array:
+    return x * np.tanh(_softplus(x))
+
+
+def _dmish(x: Array) -> Array:
+    t = np.tanh(_softplus(x))
+    return t + x * _sigmoid(x) * (1.0 - t * t)
+
+
+def _d2mish(x: Array) -> Array:
+    h = 1e-4
+    return (_dmish(x + h) - _dmish(x - h)) / (2 * h)
+
+
+def _hardswish(x: Array) -> Array:
+    return x * np.clip(x + 3.0, 0.0, 6.0) / 6.0
+
+
+def _dhardswish(x: Array) -> Array:
+    return np.where(x >= 3.0, 1.0, np.where(x <= -3.0, 0.0, (2.0 * x + 3.0) / 6.0))
+
+
+def _d2hardswish(x: Array) -> Array:
+    return np.where((x > -3.0) & (x < 3.0), 1.0 / 3.0, 0.0)
+
+
 def _identity(x: Array) -> Array:
     return x + 0.0
 
@@ -518,6 +548,36 @@ def _make_softsign() -> Activation:
     )
 
 
+def _make_softplus() -> Activation:
+    """softplus(x) = log(1 + e^x) (beta = 1): phi' = sigmoid(x), so sup phi' = 1."""
+    return Activation(
+        "softplus",
+        _softplus,
+        _sigmoid,
+        _dsigmoid,
+        gamma_value=1.0,
+        _key=("softplus",),
+    )
+
+
+def _make_mish() -> Activation:
+    """mish(x) = x tanh(softplus(x)) (Misra 2019)."""
+    return Activation("mish", _mish, _dmish, _d2mish, _key=("mish",))
+
+
+def _make_hardswish() -> Activation:
+    """hardswish(x) = x relu6(x + 3) / 6 (Howard et al. 2019): slope (2x + 3)/6 on (-3, 3)."""
+    return Activation(
+        "hardswish",
+        _hardswish,
+        _dhardswish,
+        _d2hardswish,
+        kinks=(-3.0, 3.0),
+        gamma_value=1.5,
+        _key=("hardswish",),
+    )
+
+
 def _make_hardtanh(min_val: float = -1.0, max_val: float = 1.0) -> Activation:
     if not min_val < max_val:
         raise ConfigError(
@@ -563,6 +623,9 @@ _REGISTRY: dict[str, _Entry] = {
     "gelu": _Entry(_make_gelu),
     "silu": _Entry(_make_silu),
     "softsign": _Entry(_make_softsign),
+    "softplus": _Entry(_make_softplus),
+    "mish": _Entry(_make_mish),
+    "hardswish": _Entry(_make_hardswish),
     "hardtanh": _Entry(
         _make_hardtanh, ("min_val", "max_val"), {"min": "min_val", "max": "max_val"}
     ),

@@ -60,9 +60,9 @@ _IDENTITY_TYPES = frozenset({"Flatten", "Unflatten", "Identity"})
 
 def theory_activation(info: dict[str, Any]) -> str | None:
     """The :func:`gradmedic.theory.get_activation` spec of a module's activation, or None when
-    theory does not model it (PReLU, Mish, Softplus, ReLU6, ...)."""
+    theory does not model it (PReLU, ReLU6, Softplus with beta != 1, ...)."""
     name = info.get("activation")
-    if name in ("sigmoid", "tanh", "relu", "selu", "gelu", "silu", "softsign"):
+    if name in ("sigmoid", "tanh", "relu", "selu", "gelu", "silu", "softsign", "mish", "hardswish"):
         return name
     if name == "leaky_relu":
         return f"leaky_relu({float(info.get('negative_slope', 0.01))})"
@@ -70,6 +70,8 @@ def theory_activation(info: dict[str, Any]) -> str | None:
         return f"elu(alpha={float(info.get('alpha', 1.0))})"
     if name == "hardtanh":
         return "hardtanh"
+    if name == "softplus" and float(info.get("beta", 1.0)) == 1.0:
+        return "softplus"
     return None
 
 
