@@ -185,3 +185,38 @@ def test_treat_with_a_remedy_that_does_not_apply(tmp_path):
     msg = " ".join(res.stderr.split())
     assert msg.startswith("error: remedy 'replace-rnn' does not apply to Sequential")
     assert "remedies that apply:" in msg
+
+
+def test_every_zero_is_refused_rather_than_reported_healthy(tmp_path):
+    res = _run("diagnose", "--every", "0", "--steps", "2", "--out", str(tmp_path))
+    assert res.exit_code == 2
+    assert " ".join(res.stderr.split()) == (
+        "error: every must be >= 1 (record every k-th step), got 0; e.g. --every 1"
+    )
+
+
+def test_out_path_that_is_a_file_is_one_line(tmp_path):
+    f = tmp_path / "file"
+    f.write_text("x")
+    res = _run("diagnose", "--model", "mlp:depth=2", "--steps", "1", "--out", str(f))
+    assert res.exit_code == 2
+    assert " ".join(res.stderr.split()) == (
+        f"error: File exists ({f}); choose another --out path or fix it"
+    )
+    assert "Traceback" not in res.output
+
+
+def test_report_of_a_trace_without_records_is_refused(tmp_path):
+    import torch
+    from torch import nn
+
+    from gradmedic import Monitor
+
+    model = nn.Linear(2, 1)
+    with Monitor(model, trace=tmp_path / "trace.sqlite", every=0):
+        model(torch.randn(3, 2)).sum().backward()
+    res = _run("report", str(tmp_path / "trace.sqlite"), "-o", str(tmp_path / "r.html"))
+    assert res.exit_code == 2
+    assert "holds no recorded step with gradients, so there is nothing to diagnose" in " ".join(
+        res.stderr.split()
+    )

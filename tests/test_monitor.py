@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -618,3 +619,72 @@ def test_sentinel_catches_a_nan_loss_with_observed_losses():
             loss.backward()
             mon.step(loss)
     assert [(e["step"], e["kind"]) for e in mon.events] == [(1, "nonfinite_gradient")]
+
+
+def test_large_finite_gradients_are_not_called_nonfinite():
+    """Exploding is not non-finite: norms above float32's sum-of-squares range (~1e19) stay
+    finite (float64 where needed), on recorded and unrecorded steps alike."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(300, 300), nn.Linear(300, 1))
+    with Monitor(model, every=2) as mon:
+        for _ in range(3):
+            model.zero_grad()
+            (model(torch.randn(4, 300)).sum() * 1e18).backward()
+            mon.step()
+    assert mon.events == []
+    f = mon.frame()
+    total = f[f.quantity == "grad_norm_total"].value.to_numpy()
+    ref = float(torch.linalg.vector_norm(model[0].weight.grad.double()))
+    assert np.isfinite(total).all() and total.max() > 1e19
+    assert _value(f[f.step == 2], "0", "grad_norm", "weight") == pytest.approx(ref, rel=1e-6)
+
+
+def test_half_precision_outputs_with_a_large_sum_are_finite():
+    lin = nn.Linear(64, 2048).half()
+    with torch.no_grad():
+        lin.weight.fill_(0.05)
+        lin.bias.zero_()
+    model = nn.Sequential(lin)
+    with Monitor(model, every=1) as mon:
+        out = model(torch.ones(16, 64, dtype=torch.half))
+        assert float(out.detach().float().sum()) > 65504  # a half-precision sum overflows
+        out.float().mean().backward()
+        mon.step()
+    assert mon.events == []
+
+
+def test_nan_in_a_middle_parameter_on_an_unrecorded_step_is_caught():
+    """A NaN born in backward inside the body reaches no end parameter: every gradient is
+    checked, not only the first and last."""
+
+    class Poison(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x.clone()
+
+        @staticmethod
+        def backward(ctx, g):
+            return g * float("nan")
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.scale = nn.Parameter(torch.ones(1))
+            self.body = nn.Linear(4, 4)
+            self.head = nn.Linear(4, 1)
+            self.calls = 0
+
+        def forward(self, x):
+            h = self.body(x)
+            if self.calls == 2:
+                h = Poison.apply(h)  # NaN reaches body's gradients only
+            self.calls += 1
+            return self.head(h.detach() + h - h.detach()) * self.scale
+
+    model = Net()
+    with Monitor(model, every=10) as mon:
+        for _ in range(4):
+            model.zero_grad()
+            model(torch.randn(2, 4)).sum().backward()
+            mon.step()
+    assert [(e["step"], e["kind"]) for e in mon.events] == [(2, "nonfinite_gradient")]

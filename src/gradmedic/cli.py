@@ -35,6 +35,13 @@ err_console = Console(stderr=True)
 FAIL_EXIT = 1
 
 
+def _one_line(message: str) -> None:
+    """``error: message`` on stderr; the message is printed literally (no rich markup)."""
+    from rich.text import Text
+
+    err_console.print(Text("error: ", style="red") + Text(message), soft_wrap=True)
+
+
 def _friendly(fn):
     """Print a GradmedicError as one line on stderr and exit with its code (2), no traceback."""
 
@@ -43,10 +50,12 @@ def _friendly(fn):
         try:
             return fn(*args, **kwargs)
         except GradmedicError as exc:
-            err_console.print(
-                f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True, markup=True
-            )
+            _one_line(str(exc))
             raise typer.Exit(exc.exit_code) from None
+        except OSError as exc:  # a folder that is a file, no permission, disk full, ...
+            where = f" ({exc.filename})" if exc.filename else ""
+            _one_line(f"{exc.strerror or exc}{where}; choose another --out path or fix it")
+            raise typer.Exit(2) from None
 
     return wrapper
 

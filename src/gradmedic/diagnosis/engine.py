@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import ConfigError, ModelError
+from ..errors import ConfigError, ModelError, TraceError
 from ..trace import Trace, read_trace
 from .findings import Diagnosis, Finding, Prescription, severity_rank
 from .predict import init_predictions
@@ -192,6 +192,7 @@ def diagnose(
 
     if trace_or_path is not None:
         trace = trace_or_path if isinstance(trace_or_path, Trace) else read_trace(trace_or_path)
+        _require_records(trace)
         found, ctx = _diagnose_trace(trace)
         extra: list[Finding] = []
         if isinstance(model, nn.Module):
@@ -232,6 +233,7 @@ def diagnose(
         run = train(work, source, cfg, loss=loss, trace_path=trace_path)
     if run.trace is None:
         return Diagnosis(_merge(static), [], {"source": "model+data"})
+    _require_records(run.trace)
     found, ctx = _diagnose_trace(run.trace, infos)
     meta = _meta(
         ctx,
@@ -243,6 +245,18 @@ def diagnose(
         },
     )
     return Diagnosis(_merge(found + static), ctx.rows, meta)
+
+
+def _require_records(trace: Trace) -> None:
+    """A trace with no recorded gradient says nothing: refuse rather than call it healthy."""
+    f = trace.frame
+    if f.empty or not (f["quantity"] == "grad_norm").any():
+        where = f" {trace.path}" if trace.path else ""
+        raise TraceError(
+            f"the trace{where} holds no recorded step with gradients, so there is nothing to "
+            "diagnose; record at least one step (e.g. Monitor(every=1) or --every 1) and run "
+            "training past backward()"
+        )
 
 
 def _loss_object(loss: Any, source: Any) -> Any:

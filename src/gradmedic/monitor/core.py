@@ -220,10 +220,7 @@ class Monitor:
                     continue
                 seen.add(id(p))
                 self._param_names.append((mname, pname, p))
-        if self._param_names:
-            self._first_param = self._param_names[0][2]
-            self._last_param = self._param_names[-1][2]
-        else:
+        if not self._param_names:
             raise ModelError(
                 f"{type(self.model).__name__} has no parameters; the Monitor measures gradients "
                 "of trainable parameters, so give it a model that has some"
@@ -387,14 +384,10 @@ class Monitor:
         self._calls[name] += 1
         outs = _tensors(output)
         if self.nonfinite and outs:
-            # A sum is NaN/Inf iff an element is (or the sum overflows): one cheap reduction,
-            # read at the step's end together with everything else.
+            # A float64 sum is NaN/Inf iff an entry is (float32 or half sums overflow on large
+            # finite outputs): one reduction, read at the step's end with everything else.
             with torch.no_grad():
-                probe = (
-                    outs[0].detach().sum()
-                    if len(outs) == 1
-                    else sum(t.detach().sum() for t in outs)
-                )
+                probe = sum(t.detach().sum(dtype=torch.float64) for t in outs)
             self._fwd_flags.append((name, probe))
         if self._act_on and outs and self._kinds[name][0]:
             self._post_activation_stats(name, module, outs[0])
@@ -550,24 +543,24 @@ class Monitor:
         return [(m, n, p, p.grad) for m, n, p in self._param_names if p.grad is not None]
 
     def _sentinel(self, step: int) -> None:
-        """Unrecorded step: a finiteness check that stays on the device.
+        """Unrecorded step: a NaN check over every gradient that stays on the device.
 
-        NaN/Inf spread backward through the graph: a non-finite loss reaches every gradient,
-        and a value born inside backward reaches every gradient upstream of it. So the
-        gradients of the first and the last parameter (input and output ends), plus the
-        observed losses, are checked - a fixed cost, whatever the model's size. The first bad
-        step is kept in a device tensor and read at the next recorded step (or at detach): no
-        host sync. With ``halt_on_nonfinite`` it is read at once, to stop at that step.
+        One fused float32 norm over all gradients (and the observed losses); the first step
+        whose result is NaN is kept in a device tensor and read at the next recorded step (or
+        at detach): no host sync. Only NaN counts here - a float32 sum of squares overflows to
+        Inf for finite gradients above ~1e19, which is an exploding gradient, not a non-finite
+        one; recorded steps measure those exactly (float64 where needed). With
+        ``halt_on_nonfinite`` the check is read at once, to stop at that step.
         """
         if self._in_nonfinite:  # already reported; re-armed by a finite record
             return
-        ends = [g for g in (self._first_param.grad, self._last_param.grad) if g is not None]
-        probes = [torch.linalg.vector_norm(g.detach()).double() for g in ends]
+        grads = [g for *_, g in self._grads()]
+        probes = [torch.stack(_foreach_norms(grads, [False] * len(grads))).sum()] if grads else []
         probes += [loss.double().reshape(()) for loss in self._losses]
         if not probes:
             return
-        total = probes[0].sum() if len(probes) == 1 else torch.stack(probes).sum()
-        bad = ~torch.isfinite(total)
+        total = probes[0] if len(probes) == 1 else torch.stack(probes).sum()
+        bad = torch.isnan(total)
         mark = torch.tensor(step, device=total.device)
         if self._first_bad is None or self._first_bad.device != total.device:
             self._first_bad = torch.full((), -1, dtype=torch.long, device=total.device)
@@ -689,9 +682,10 @@ class Monitor:
                 mod_sq[module] += v * v
             elif qty in ("signal_in", "signal_out"):
                 sig[(module, qty)] = v
-        self._f32_ok = {k for k, v in sig.items() if v > 1e-8 and math.isfinite(v)}
+        # float32 is safe between underflow (~1e-19 per entry) and overflow (~1e19 in norm)
+        self._f32_ok = {k for k, v in sig.items() if 1e-8 < v < 1e15}
         self._g32_ok = {
-            (m, p) for _, m, p, q, _, v in rows if q == "grad_norm" and p and 1e-8 < v < 1e30
+            (m, p) for _, m, p, q, _, v in rows if q == "grad_norm" and p and 1e-8 < v < 1e15
         }
         for module, sq in mod_sq.items():
             rows.append((step, module, "", "grad_norm", None, math.sqrt(sq)))
