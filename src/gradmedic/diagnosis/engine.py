@@ -250,7 +250,8 @@ def diagnose(
 def _require_records(trace: Trace) -> None:
     """A trace with no recorded gradient says nothing: refuse rather than call it healthy."""
     f = trace.frame
-    if f.empty or not (f["quantity"] == "grad_norm").any():
+    gradients = {"grad_norm", "grad_norm_total", "signal_out", "input_grad_t"}
+    if f.empty or not f["quantity"].isin(gradients).any():
         where = f" {trace.path}" if trace.path else ""
         raise TraceError(
             f"the trace{where} holds no recorded step with gradients, so there is nothing to "
