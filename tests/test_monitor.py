@@ -688,3 +688,19 @@ def test_nan_in_a_middle_parameter_on_an_unrecorded_step_is_caught():
             model(torch.randn(2, 4)).sum().backward()
             mon.step()
     assert [(e["step"], e["kind"]) for e in mon.events] == [(2, "nonfinite_gradient")]
+
+
+def test_rnn_time_profile_with_an_explicit_initial_state():
+    torch.manual_seed(0)
+    rnn, head = nn.GRU(3, 5, batch_first=True), nn.Linear(5, 1)
+    x, h0 = torch.randn(2, 6, 3), torch.randn(1, 2, 5)
+    xr = x.clone().requires_grad_(True)
+    out, _ = rnn(xr, h0)
+    (gx,) = torch.autograd.grad(head(out[:, -1]).sum(), xr)
+    with Monitor(nn.ModuleList([rnn, head]), every=1) as mon:
+        out, _ = rnn(x, h0)
+        head(out[:, -1]).sum().backward()
+        mon.step()
+    f = mon.frame()
+    prof = f[f.quantity == "input_grad_t"].sort_values("idx").value.to_numpy()
+    assert prof == pytest.approx(gx.norm(dim=(0, 2)).numpy(), rel=1e-5)

@@ -365,14 +365,15 @@ class Monitor:
         for i, a in enumerate(args):
             if not isinstance(a, torch.Tensor) or not a.is_floating_point():
                 continue
+            seq = rnn and i == 0  # the time profile comes from the input sequence, not h0
             if inplace:
                 if a.requires_grad:  # a hook before the in-place op sees dL/d(input)
-                    self._hook_tensor(a, name, "in", module, rnn)
+                    self._hook_tensor(a, name, "in", module, seq)
                 continue
             if not a.requires_grad and not self._trainable[name]:
                 continue  # never pull a backward pass through a frozen part of the model
             a2 = a.view_as(a) if a.requires_grad else a.detach().requires_grad_(True)
-            self._hook_tensor(a2, name, "in", module, rnn)
+            self._hook_tensor(a2, name, "in", module, seq)
             new_args[i] = a2
             changed = True
         return tuple(new_args) if changed else None
