@@ -17,7 +17,6 @@ Example::
 
 from __future__ import annotations
 
-import inspect
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -304,11 +303,3 @@ def _shape_hint(exc: RuntimeError, x: torch.Tensor, info: DataInfo) -> str:
         f"data '{info.name}', task {info.task}); pick a model that fits the data "
         "(e.g. --model mlp for flat data, --model lstm for adding-T) or change its options"
     )
-
-
-def accepts(fn: Callable[..., Any], name: str) -> bool:
-    """True when ``fn`` takes a keyword argument ``name``."""
-    try:
-        return name in inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False

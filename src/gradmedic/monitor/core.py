@@ -65,8 +65,6 @@ from .schedule import Schedule, ScheduleLike
 
 __all__ = ["Monitor", "NonFiniteError"]
 
-_RNN_TYPES = RNN_TYPES
-
 
 class NonFiniteError(GradmedicError):
     """Raised at the end of a step when ``halt_on_nonfinite=True`` and a value was not finite."""
@@ -195,7 +193,6 @@ class Monitor:
         self._f32_ok: set[tuple[str, str]] = set()
         self._g32_ok: set[tuple[str, str]] = set()
         self._plan_step()
-        self._names: dict[nn.Module, str] = {}
         self._param_names: list[tuple[str, str, nn.Parameter]] = []
         self._modules_at_attach: list[tuple[int, str, str, str | None, int, str]] = []
         self._meta_at_attach: dict[str, Any] = {}
@@ -226,8 +223,7 @@ class Monitor:
                 "of trainable parameters, so give it a model that has some"
             )
         selected = self._select_modules()
-        self._names = {m: n for n, m in selected}
-        self._kinds = {n: (is_activation(m), isinstance(m, _RNN_TYPES)) for n, m in selected}
+        self._kinds = {n: (is_activation(m), isinstance(m, RNN_TYPES)) for n, m in selected}
         self._trainable = {n: any(p.requires_grad for p in m.parameters()) for n, m in selected}
         self._derivs = {n: derivative_for(m) for n, m in selected if is_activation(m)}
         self._channel_first = _channel_first_activations(self.model)
