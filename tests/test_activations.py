@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from gradmedic.activations import ACTIVATION_TYPES, derivative_for, is_activation
+from gradmedic.nn.activations import ACTIVATION_TYPES, derivative_for, is_activation
 
 MODULES = [
     nn.Sigmoid(),

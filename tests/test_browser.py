@@ -12,7 +12,7 @@ from torch import nn
 from browser_util import console_errors, find_chromium, open_report, print_to_pdf, screenshot
 from gradmedic.diagnosis.findings import Diagnosis, Finding, Prescription
 from gradmedic.report import write_diagnosis_report
-from gradmedic.train import TrainConfig, train
+from gradmedic.workflows.train import TrainConfig, train
 from gradmedic.zoo import load_data
 
 pytestmark = pytest.mark.browser

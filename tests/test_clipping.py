@@ -176,7 +176,7 @@ def test_make_clipper_errors_name_the_fix():
 
 
 def test_clipper_inside_train_caps_every_step():
-    from gradmedic.train import TrainConfig, train
+    from gradmedic.workflows.train import TrainConfig, train
     from gradmedic.zoo import build_model, load_data
 
     data = load_data("digits")

@@ -16,7 +16,6 @@ from torch import nn
 from diagnosis_util import data, finding, output_grad_ratio
 from gradmedic.diagnosis import (
     Diagnosis,
-    diagnose,
     headline,
     layer_table,
     module_predicted_gain,
@@ -25,7 +24,8 @@ from gradmedic.diagnosis import (
 from gradmedic.diagnosis.findings import severity_rank
 from gradmedic.errors import ConfigError, GradmedicError, ModelError
 from gradmedic.theory import chi1
-from gradmedic.train import TrainConfig, train
+from gradmedic.workflows.checkup import diagnose
+from gradmedic.workflows.train import TrainConfig, train
 from gradmedic.zoo import build_model
 
 torch.set_num_threads(1)

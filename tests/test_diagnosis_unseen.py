@@ -30,10 +30,11 @@ from torch import nn
 from torch.nn import functional as F
 
 from diagnosis_util import data, finding, output_grad_ratio
-from gradmedic.diagnosis import Diagnosis, diagnose
+from gradmedic.diagnosis import Diagnosis
 from gradmedic.diagnosis.findings import severity_rank
 from gradmedic.theory import chi1, critical_sigma_w2
-from gradmedic.train import TrainConfig
+from gradmedic.workflows.checkup import diagnose
+from gradmedic.workflows.train import TrainConfig
 from gradmedic.zoo import DataInfo, Dataset, load_data
 
 torch.set_num_threads(1)

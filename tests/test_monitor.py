@@ -544,7 +544,7 @@ def test_vanilla_rnn_on_adding_200_and_exploding_radius_3_profiles():
     """Issue figures: a tanh RNN (hidden 64, default init) on adding-200 has ||dL/dx_t|| about
     6e-3 at the last step, orders of magnitude less ten steps earlier and nothing left at T/2;
     with the recurrent matrix at spectral radius 3 (adding-50) it grows to ~1e4-1e5 at t = 0."""
-    from gradmedic.train import TrainConfig, train
+    from gradmedic.workflows.train import TrainConfig, train
     from gradmedic.zoo import build_model, load_data
 
     data = load_data("adding-200")

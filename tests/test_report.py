@@ -46,7 +46,7 @@ from gradmedic.report.figures import (
     predicted_gains,
 )
 from gradmedic.trace import Trace, frame_from_rows
-from gradmedic.train import TrainConfig, train
+from gradmedic.workflows.train import TrainConfig, train
 from gradmedic.zoo import build_model, load_data
 
 EVIL = "<script>alert(1)</script>"
@@ -640,11 +640,6 @@ def test_print_diagnosis_without_findings():
 
 
 def test_cli_report_rebuilds_from_a_saved_trace(mlp_trace, tmp_path):
-    pytest.importorskip("gradmedic.diagnosis", reason="needs gradmedic.diagnosis.diagnose")
-    from gradmedic import diagnosis
-
-    if not hasattr(diagnosis, "diagnose"):
-        pytest.skip("gradmedic.diagnosis.diagnose is not there yet")
     from typer.testing import CliRunner
 
     from gradmedic.cli import app

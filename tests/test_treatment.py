@@ -23,8 +23,8 @@ from rich.console import Console
 
 from gradmedic.errors import ConfigError, UnknownNameError
 from gradmedic.remedies import apply
-from gradmedic.train import TrainConfig
-from gradmedic.treatment import _choose, print_treatment, treat
+from gradmedic.workflows.train import TrainConfig
+from gradmedic.workflows.treatment import _choose, print_treatment, treat
 from gradmedic.zoo import build_model, load_data
 
 

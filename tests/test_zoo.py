@@ -11,8 +11,8 @@ import pytest
 import torch
 from torch import nn
 
+from gradmedic._callspec import is_factory_ref, load_factory, parse_call, parse_spec
 from gradmedic.errors import ConfigError, DataError, ModelError, UnknownNameError
-from gradmedic.spec import is_factory_ref, load_factory, parse_call, parse_spec
 from gradmedic.zoo import (
     ACTIVATIONS,
     InceptionNet,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 _EXPORTS = {
     "Diagnosis": "diagnosis",
@@ -21,10 +21,10 @@ _EXPORTS = {
     "NonFiniteError": "monitor",
     "Schedule": "monitor",
     "Trace": "trace",
-    "TreatmentResult": "treatment",
-    "diagnose": "diagnosis",
+    "TreatmentResult": "workflows.treatment",
+    "diagnose": "workflows.checkup",
     "read_trace": "trace",
-    "treat": "treatment",
+    "treat": "workflows.treatment",
 }
 
 __all__ = [
@@ -42,11 +42,12 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from .diagnosis import Diagnosis, diagnose
-    from .errors import GradmedicError
-    from .monitor import Monitor, NonFiniteError, Schedule
-    from .trace import Trace, read_trace
-    from .treatment import TreatmentResult, treat
+    from gradmedic.diagnosis import Diagnosis
+    from gradmedic.errors import GradmedicError
+    from gradmedic.monitor import Monitor, NonFiniteError, Schedule
+    from gradmedic.trace import Trace, read_trace
+    from gradmedic.workflows.checkup import diagnose
+    from gradmedic.workflows.treatment import TreatmentResult, treat
 
 
 def __getattr__(name: str) -> Any:

@@ -1,6 +1,8 @@
-"""Diagnosis: findings about gradient flow, from a trace or from a model and data.
+"""Diagnosis: findings about gradient flow from a trace (``gradmedic.diagnose`` runs it; the
+workflow that trains a model to get a trace is :mod:`gradmedic.workflows.checkup`).
 
->>> from gradmedic.diagnosis import diagnose, headline        # doctest: +SKIP
+>>> from gradmedic import diagnose                             # doctest: +SKIP
+>>> from gradmedic.diagnosis import headline                  # doctest: +SKIP
 >>> d = diagnose("run/trace.sqlite")                          # doctest: +SKIP
 >>> print(headline(d))                                        # doctest: +SKIP
 error: vanishing-gradient (signal ratio 6.1e-17 over 19 layers); 2 more findings
@@ -8,12 +10,22 @@ error: vanishing-gradient (signal ratio 6.1e-17 over 19 layers); 2 more findings
 
 from __future__ import annotations
 
-from .engine import diagnose, init_findings, model_infos
-from .findings import SEVERITIES, SLUGS, Diagnosis, Finding, Prescription, severity_rank
-from .predict import init_predictions, module_predicted_gain, module_predicted_slope
-from .rules import run_rules
-from .static import output_kind, static_checks
-from .table import end_to_end, layer_table
+from gradmedic.diagnosis.findings import (
+    SEVERITIES,
+    SLUGS,
+    Diagnosis,
+    Finding,
+    Prescription,
+    severity_rank,
+)
+from gradmedic.diagnosis.predict import (
+    init_predictions,
+    module_predicted_gain,
+    module_predicted_slope,
+)
+from gradmedic.diagnosis.rules import run_rules
+from gradmedic.diagnosis.static import output_kind, static_checks
+from gradmedic.diagnosis.table import end_to_end, layer_table
 
 __all__ = [
     "SEVERITIES",
@@ -21,13 +33,10 @@ __all__ = [
     "Diagnosis",
     "Finding",
     "Prescription",
-    "diagnose",
     "end_to_end",
     "headline",
-    "init_findings",
     "init_predictions",
     "layer_table",
-    "model_infos",
     "module_predicted_gain",
     "module_predicted_slope",
     "output_kind",

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import ConfigError
+from gradmedic.errors import ConfigError
 
 __all__ = [
     "SEVERITIES",
@@ -109,7 +109,7 @@ class Finding:
 
     def _repr_html_(self) -> str:
         """Jupyter view: the report's HTML card(s), styles scoped (owned by gradmedic.report)."""
-        from ..report.builder import findings_html
+        from gradmedic.report.builder import findings_html
 
         return findings_html(self)
 
@@ -152,6 +152,6 @@ class Diagnosis:
 
     def _repr_html_(self) -> str:
         """Jupyter view: the report's HTML card(s), styles scoped (owned by gradmedic.report)."""
-        from ..report.builder import findings_html
+        from gradmedic.report.builder import findings_html
 
         return findings_html(self)

@@ -43,7 +43,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import theory
+from gradmedic import theory
+from gradmedic.nn.taxonomy import NORM_TYPES, module_category
 
 __all__ = [
     "InitPrediction",
@@ -60,7 +61,16 @@ _IDENTITY_TYPES = frozenset({"Flatten", "Unflatten", "Identity"})
 
 def theory_activation(info: dict[str, Any]) -> str | None:
     """The :func:`gradmedic.theory.get_activation` spec of a module's activation, or None when
-    theory does not model it (PReLU, ReLU6, Softplus with beta != 1, ...)."""
+    theory does not model it (PReLU, ReLU6, GELU's tanh approximation, ...).
+
+    The Monitor records the spec with the activation's own parameters (``info["theory"]``, from
+    :func:`gradmedic.nn.activations.theory_spec_from`), so ``Softplus(beta=2)`` and
+    ``Hardtanh(-2, 2)`` are predicted for their parameters. Traces written before that field
+    existed fall back to the parameter-free name.
+    """
+    if "theory" in info:
+        spec = info["theory"]
+        return spec if isinstance(spec, str) and spec else None
     name = info.get("activation")
     if name in ("sigmoid", "tanh", "relu", "selu", "gelu", "silu", "softsign", "mish", "hardswish"):
         return name
@@ -68,10 +78,6 @@ def theory_activation(info: dict[str, Any]) -> str | None:
         return f"leaky_relu({float(info.get('negative_slope', 0.01))})"
     if name == "elu":
         return f"elu(alpha={float(info.get('alpha', 1.0))})"
-    if name == "hardtanh":
-        return "hardtanh"
-    if name == "softplus" and float(info.get("beta", 1.0)) == 1.0:
-        return "softplus"
     return None
 
 
@@ -181,8 +187,6 @@ def init_predictions(modules: list[dict[str, Any]]) -> InitPrediction:
     ``activation``, ``sw2``, ``sb2``, ...), as :func:`gradmedic.diagnosis.table.module_infos`
     gives them. Pairs whose activation theory does not model are skipped.
     """
-    from .table import NORM_TYPES, module_category
-
     out = InitPrediction()
     current: dict[str, Any] | None = None
     normed = False

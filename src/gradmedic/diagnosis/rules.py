@@ -48,11 +48,11 @@ from typing import Any
 
 import pandas as pd
 
-from ..trace import Trace
-from .findings import Finding, Prescription
-from .predict import InitPrediction, init_predictions
-from .table import EndToEnd, end_to_end, layer_table, module_infos, signal_steps
-from .table import module_category as _category
+from gradmedic.diagnosis.findings import Finding, Prescription
+from gradmedic.diagnosis.predict import InitPrediction, init_predictions
+from gradmedic.diagnosis.table import EndToEnd, end_to_end, layer_table, module_infos, signal_steps
+from gradmedic.diagnosis.table import module_category as _category
+from gradmedic.trace import Trace
 
 __all__ = [
     "DEAD_ERROR",
@@ -985,7 +985,7 @@ RULES = (rule_nonfinite, rule_depth, rule_saturation, rule_dead, rule_rnn, rule_
 
 def run_rules(ctx: Context) -> list[Finding]:
     """Apply every rule; findings sorted by severity (worst first), then rule order."""
-    from .findings import severity_rank
+    from gradmedic.diagnosis.findings import severity_rank
 
     found: list[Finding] = []
     for rule in RULES:

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .findings import Finding, Prescription
+from gradmedic.diagnosis.findings import Finding, Prescription
 
 __all__ = ["output_kind", "static_checks"]
 

@@ -23,15 +23,15 @@ Example::
 
 from __future__ import annotations
 
-from . import chain, feedforward, inception, losses, recurrent  # noqa: F401  (registration)
-from .registry import (
+from gradmedic.lab import chain, feedforward, inception, losses, recurrent  # noqa: F401  (registration)
+from gradmedic.lab.registry import (
     EXPERIMENTS,
     Experiment,
     ExperimentResult,
     LabContext,
     get_experiment,
 )
-from .runner import LabRun, run_lab
+from gradmedic.lab.runner import LabRun, run_lab
 
 ORDER = (
     "depth-chain",

@@ -28,10 +28,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import theory
-from ..monitor import Monitor
-from ..zoo import make_activation
-from .registry import ExperimentResult, LabContext, experiment, fmt
+from gradmedic import theory
+from gradmedic.lab.registry import ExperimentResult, LabContext, experiment, fmt
+from gradmedic.monitor import Monitor
+from gradmedic.zoo import make_activation
 
 ALPHAS = (0.8, 0.9, 1.0, 1.1)
 CHAIN_RTOL = 1e-6

@@ -15,10 +15,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..trace import Trace
-from ..train import TrainConfig, TrainResult, train
-from ..zoo import Dataset, build_model
-from .registry import geo_mean
+from gradmedic.lab.registry import geo_mean
+from gradmedic.trace import Trace
+from gradmedic.workflows.train import TrainConfig, TrainResult, train
+from gradmedic.zoo import Dataset, build_model
 
 __all__ = [
     "LN10",
@@ -56,7 +56,7 @@ def monitored_run(
     grad_transform: Callable[..., Any] | None = None,
     monitor: dict[str, Any] | None = None,
 ) -> TrainResult:
-    """Train ``model`` with :func:`gradmedic.train.train` and a Monitor recording ``record``
+    """Train ``model`` with :func:`gradmedic.workflows.train.train` and a Monitor recording ``record``
     (a list of steps, or every k steps; default: the first and the last step)."""
     if record is None:
         record = sorted({0, steps - 1})
@@ -157,7 +157,7 @@ def profiled_run(
 ) -> ProfiledRun:
     """Build ``spec`` (seeded), let ``prepare(model)`` re-initialise it in place (LSUV,
     zero-init residual, ...), train it with :func:`monitored_run` (first and last step
-    recorded; ``grad_transform`` as in :func:`gradmedic.train.train`) and read the Linear
+    recorded; ``grad_transform`` as in :func:`gradmedic.workflows.train.train`) and read the Linear
     layers' backward-signal profile at step 0."""
     model = build_model(spec, data.info, seed=seed)
     if prepare is not None:

@@ -44,9 +44,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import theory
-from ..zoo import build_model, load_data
-from .common import (
+from gradmedic import theory
+from gradmedic.lab.common import (
     LN10,
     NormRecorder,
     flat_measures,
@@ -56,7 +55,8 @@ from .common import (
     profile_panel,
     profiled_run,
 )
-from .registry import ExperimentResult, LabContext, experiment, fmt
+from gradmedic.lab.registry import ExperimentResult, LabContext, experiment, fmt
+from gradmedic.zoo import build_model, load_data
 
 # =============================================================================================
 # saturation-over-training
@@ -324,7 +324,7 @@ TANH_SB2 = 0.05
 
 
 def _lsuv(model: nn.Module, x: torch.Tensor) -> None:
-    from ..remedies import lsuv_
+    from gradmedic.remedies import lsuv_
 
     lsuv_(model, x, tol=0.1, max_iter=10)
 
@@ -473,7 +473,7 @@ NORM_LRS = (0.001, 0.01)
 
 
 def _zero_init_residual(model: nn.Module) -> None:
-    from ..remedies import zero_init_residual_
+    from gradmedic.remedies import zero_init_residual_
 
     zero_init_residual_(model)
 

@@ -24,9 +24,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 from torch import nn
 
-from ..zoo import build_model, load_data
-from .common import flat_measures, linear_names, loss_panel, monitored_run
-from .registry import ExperimentResult, LabContext, experiment, fmt
+from gradmedic.lab.common import flat_measures, linear_names, loss_panel, monitored_run
+from gradmedic.lab.registry import ExperimentResult, LabContext, experiment, fmt
+from gradmedic.zoo import build_model, load_data
 
 AUX_GAIN = 2.0
 PLAIN_FACTOR = 0.1

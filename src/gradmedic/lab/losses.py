@@ -29,8 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..monitor import Monitor
-from .registry import ExperimentResult, LabContext, experiment, fmt
+from gradmedic.lab.registry import ExperimentResult, LabContext, experiment, fmt
+from gradmedic.monitor import Monitor
 
 FUSED_TOL = 1e-5
 BROKEN = 0.5

@@ -30,10 +30,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from .. import theory
-from ..zoo import adding_baseline, build_model, copy_baseline, load_data, loss_for
-from .common import flat_measures, loss_panel, monitored_run
-from .registry import ExperimentResult, LabContext, experiment, fmt
+from gradmedic import theory
+from gradmedic.lab.common import flat_measures, loss_panel, monitored_run
+from gradmedic.lab.registry import ExperimentResult, LabContext, experiment, fmt
+from gradmedic.zoo import adding_baseline, build_model, copy_baseline, load_data, loss_for
 
 RNN_STAYS = 0.15
 GATED_LEARNS = 0.1
@@ -213,7 +213,7 @@ SPIKE = 10.0
 
 
 def _clippers() -> dict[str, Any]:
-    from ..remedies.clipping import AGC, AutoClip, ClipGradNorm, ClipGradValue
+    from gradmedic.remedies.clipping import AGC, AutoClip, ClipGradNorm, ClipGradValue
 
     return {
         "none": None,

@@ -32,7 +32,7 @@ matplotlib.use("Agg")
 
 import pandas as pd
 
-from ..errors import unknown_name
+from gradmedic.errors import unknown_name
 
 __all__ = [
     "EXPERIMENTS",

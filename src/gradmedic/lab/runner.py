@@ -22,9 +22,9 @@ matplotlib.use("Agg")
 
 import torch
 
-from .. import __version__
-from ..errors import ConfigError
-from .registry import EXPERIMENTS, ExperimentResult, LabContext, get_experiment
+from gradmedic._version import __version__
+from gradmedic.errors import ConfigError
+from gradmedic.lab.registry import EXPERIMENTS, ExperimentResult, LabContext, get_experiment
 
 __all__ = ["LabRun", "run_lab", "write_page"]
 
@@ -159,7 +159,7 @@ def write_page(run: LabRun) -> Path:
     verdict, note, figure and table."""
     import pandas as pd
 
-    from ..report import Report
+    from gradmedic.report import Report
 
     size = run.meta.get("size", "")
     rep = Report(

@@ -1,6 +1,6 @@
 """The Monitor: hooks that record gradient flow during training."""
 
-from .core import Monitor, NonFiniteError
-from .schedule import Schedule
+from gradmedic.monitor.core import Monitor, NonFiniteError
+from gradmedic.monitor.schedule import Schedule
 
 __all__ = ["Monitor", "NonFiniteError", "Schedule"]

@@ -48,7 +48,7 @@ import platform
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,12 +56,13 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .. import __version__
-from ..activations import SATURATION_FRACTION, derivative_for, is_activation
-from ..errors import ConfigError, GradmedicError, ModelError
-from ..trace import SCHEMA_VERSION, Row, Trace, TraceWriter, frame_from_rows, read_trace
-from .rnn import RNN_TYPES, unrolled_hidden_grads
-from .schedule import Schedule, ScheduleLike
+from gradmedic._version import __version__
+from gradmedic.errors import ConfigError, GradmedicError, ModelError
+from gradmedic.monitor.rnn import RNN_TYPES, unrolled_hidden_grads
+from gradmedic.monitor.schedule import Schedule, ScheduleLike
+from gradmedic.nn.activations import SATURATION_FRACTION, derivative_for, is_activation
+from gradmedic.nn.modelinfo import module_facts
+from gradmedic.trace import SCHEMA_VERSION, Row, Trace, TraceWriter, frame_from_rows, read_trace
 
 __all__ = ["Monitor", "NonFiniteError"]
 
@@ -816,7 +817,7 @@ class Monitor:
             own = sum(p.numel() for p in m.parameters(recurse=False))
             d = derivative_for(m) if is_activation(m) else None
             rows.append(
-                (i, name, type(m).__name__, d.name if d else None, own, json.dumps(_info(m)))
+                (i, name, type(m).__name__, d.name if d else None, own, json.dumps(module_facts(m)))
             )
         return rows
 
@@ -848,13 +849,6 @@ def _channel_first_activations(model: nn.Module) -> dict[str, bool]:
         elif is_activation(m):
             out[name] = after_conv
     return out
-
-
-def _group_by_device_dtype(tensors: Iterable[torch.Tensor]) -> list[list[torch.Tensor]]:
-    groups: dict[tuple[Any, Any], list[torch.Tensor]] = defaultdict(list)
-    for t in tensors:
-        groups[(t.device, t.dtype)].append(t)
-    return list(groups.values())
 
 
 def _foreach_norms(
@@ -894,51 +888,3 @@ def _to_host(tensors: list[torch.Tensor]) -> list[float]:
             values[i] = flat[pos : pos + n]
             pos += n
     return [v for vs in values for v in vs]
-
-
-def _info(m: nn.Module) -> dict[str, Any]:
-    """Static facts about a module for trace-only diagnosis (init scale, sizes, rnn radius)."""
-    info: dict[str, Any] = {}
-    w = getattr(m, "weight", None)
-    if (
-        isinstance(w, torch.Tensor)
-        and w.dim() >= 2
-        and isinstance(m, (nn.Linear, nn.modules.conv._ConvNd))
-    ):
-        fan_in = w[0].numel()
-        wd = w.detach().float()
-        info.update(fan_in=fan_in, fan_out=w.shape[0], sw2=float(wd.var() * fan_in))
-        b = getattr(m, "bias", None)
-        if isinstance(b, torch.Tensor) and b.numel() > 1:
-            info["sb2"] = float(b.detach().float().var())
-            info["b_mean"] = float(b.detach().float().mean())
-        elif isinstance(b, torch.Tensor):
-            info["sb2"] = 0.0
-            info["b_mean"] = float(b.detach().float().mean())
-        else:
-            info["sb2"] = 0.0
-    if isinstance(m, RNN_TYPES):
-        info.update(
-            mode=m.mode,
-            hidden_size=m.hidden_size,
-            num_layers=m.num_layers,
-            batch_first=m.batch_first,
-            bidirectional=m.bidirectional,
-            nonlinearity=getattr(m, "nonlinearity", None),
-        )
-        gates = {"LSTM": 4, "GRU": 3}.get(m.mode, 1)
-        whh = m.weight_hh_l0.detach().float()
-        h = m.hidden_size
-        if gates == 1 and bool(torch.isfinite(whh).all()):
-            info["whh_sigma_max"] = float(torch.linalg.matrix_norm(whh, ord=2))
-            info["whh_radius"] = float(torch.linalg.eigvals(whh).abs().max())
-        if m.mode == "LSTM" and m.bias:
-            fb = m.bias_ih_l0.detach()[h : 2 * h] + m.bias_hh_l0.detach()[h : 2 * h]
-            info["forget_bias_mean"] = float(fb.float().mean())
-    if isinstance(m, (nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.ELU, nn.SELU, nn.SiLU, nn.LeakyReLU)):
-        info["inplace"] = bool(getattr(m, "inplace", False))
-    if isinstance(m, nn.LeakyReLU):
-        info["negative_slope"] = float(m.negative_slope)
-    if isinstance(m, nn.ELU):
-        info["alpha"] = float(m.alpha)
-    return info

@@ -22,7 +22,7 @@ from torch import nn
 
 __all__ = ["RNN_TYPES", "unrolled_hidden_grads"]
 
-RNN_TYPES = (nn.RNN, nn.LSTM, nn.GRU)
+from gradmedic.nn.modelinfo import RNN_TYPES
 
 
 def _cell(mode: str, nonlin: str, x: torch.Tensor, h: Any, w: dict[str, torch.Tensor], k: int):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from ..errors import ConfigError
+from gradmedic.errors import ConfigError
 
 __all__ = ["Schedule", "ScheduleLike"]
 

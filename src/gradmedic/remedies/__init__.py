@@ -22,12 +22,26 @@ between ``loss.backward()`` and ``optimizer.step()``.
 
 from __future__ import annotations
 
-from .activation import SWAP_TARGETS, swap_activation, swap_activation_
-from .base import RemedyReport
-from .clipping import AGC, AutoClip, ClipGradNorm, ClipGradValue, Clipper, make_clipper
-from .init import SCHEMES, lsuv_, reinit, reinit_, zero_init_residual, zero_init_residual_
-from .loss import fix_loss, fix_loss_
-from .recurrent import (
+from gradmedic.remedies.activation import SWAP_TARGETS, swap_activation, swap_activation_
+from gradmedic.remedies.base import RemedyReport
+from gradmedic.remedies.clipping import (
+    AGC,
+    AutoClip,
+    ClipGradNorm,
+    ClipGradValue,
+    Clipper,
+    make_clipper,
+)
+from gradmedic.remedies.init import (
+    SCHEMES,
+    lsuv_,
+    reinit,
+    reinit_,
+    zero_init_residual,
+    zero_init_residual_,
+)
+from gradmedic.remedies.loss import fix_loss, fix_loss_
+from gradmedic.remedies.recurrent import (
     orthogonal_recurrent,
     orthogonal_recurrent_,
     replace_rnn,
@@ -35,8 +49,21 @@ from .recurrent import (
     set_forget_bias,
     set_forget_bias_,
 )
-from .registry import REMEDIES, Remedy, applicable, apply, canonical_order, split_specs
-from .structure import AuxiliaryHeads, Residual, add_aux_heads, add_norm, add_residual
+from gradmedic.remedies.registry import (
+    REMEDIES,
+    Remedy,
+    applicable,
+    apply,
+    canonical_order,
+    split_specs,
+)
+from gradmedic.remedies.structure import (
+    AuxiliaryHeads,
+    Residual,
+    add_aux_heads,
+    add_norm,
+    add_residual,
+)
 
 __all__ = [
     "AGC",

@@ -37,10 +37,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..activations import ACTIVATION_TYPES, is_activation
-from ..errors import ConfigError, unknown_name
-from ..zoo import make_activation
-from .base import WEIGHTED_TYPES, RemedyReport, leaf_modules, maybe_copy, set_submodule
+from gradmedic.errors import ConfigError, unknown_name
+from gradmedic.nn.activations import ACTIVATION_TYPES, is_activation
+from gradmedic.remedies.base import (
+    WEIGHTED_TYPES,
+    RemedyReport,
+    leaf_modules,
+    maybe_copy,
+    set_submodule,
+)
+from gradmedic.zoo import make_activation
 
 __all__ = [
     "SWAP_TARGETS",

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..activations import is_activation
+from gradmedic.nn.activations import is_activation
 
 __all__ = [
     "CONV_TYPES",

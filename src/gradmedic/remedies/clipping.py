@@ -3,7 +3,7 @@
 Each clipper is called as ``clipper(params)`` with the model's parameters, rescales their
 ``.grad`` in place and returns the *measured* global gradient norm before clipping
 (``sqrt(sum_p ||g_p||^2)``, a Python float: one host synchronisation per step). Pass one to
-:func:`gradmedic.train.train` as ``grad_transform=clipper``, or call it yourself::
+:func:`gradmedic.workflows.train.train` as ``grad_transform=clipper``, or call it yourself::
 
     clipper = ClipGradNorm(max_norm=1.0)
     loss.backward()
@@ -38,8 +38,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import ConfigError, unknown_name
-from ..spec import parse_call
+from gradmedic._callspec import parse_call
+from gradmedic.errors import ConfigError, unknown_name
 
 __all__ = [
     "AGC",

@@ -38,15 +38,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import ConfigError, DataError, ModelError, unknown_name
-from ..zoo import activation_gain
-from .base import (
+from gradmedic.errors import ConfigError, DataError, ModelError, unknown_name
+from gradmedic.remedies.base import (
     RemedyReport,
     activation_spec,
     following_activations,
     maybe_copy,
     weighted_layers,
 )
+from gradmedic.zoo import activation_gain
 
 __all__ = [
     "SCHEMES",
@@ -195,7 +195,7 @@ def reinit_(
 
 
 def _critical_sw2(act: nn.Module | None, sb2: float) -> float:
-    from .. import theory
+    from gradmedic import theory
 
     spec = activation_spec(act)
     if spec is None:

@@ -18,8 +18,8 @@ from typing import Any
 
 from torch import nn
 
-from ..errors import ConfigError
-from .base import RemedyReport, leaf_modules, maybe_copy, set_submodule
+from gradmedic.errors import ConfigError
+from gradmedic.remedies.base import RemedyReport, leaf_modules, maybe_copy, set_submodule
 
 __all__ = ["final_output_module", "fix_loss", "fix_loss_"]
 

@@ -29,8 +29,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..errors import ConfigError
-from .base import RemedyReport, maybe_copy, set_submodule
+from gradmedic.errors import ConfigError
+from gradmedic.remedies.base import RemedyReport, maybe_copy, set_submodule
 
 __all__ = [
     "orthogonal_recurrent",

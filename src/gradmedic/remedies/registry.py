@@ -19,21 +19,31 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..activations import is_activation
-from ..errors import ConfigError, unknown_name
-from ..spec import _split_top, parse_call
-from .activation import find_functional_activations, output_activations, swap_activation
-from .base import RemedyReport, leaf_modules, maybe_copy, weighted_layers
-from .clipping import make_clipper
-from .init import find_residual_branches, reinit_, zero_init_residual_
-from .loss import final_output_module, fix_loss_
-from .recurrent import (
+from gradmedic._callspec import _split_top, parse_call
+from gradmedic.errors import ConfigError, unknown_name
+from gradmedic.nn.activations import is_activation
+from gradmedic.remedies.activation import (
+    find_functional_activations,
+    output_activations,
+    swap_activation,
+)
+from gradmedic.remedies.base import RemedyReport, leaf_modules, maybe_copy, weighted_layers
+from gradmedic.remedies.clipping import make_clipper
+from gradmedic.remedies.init import find_residual_branches, reinit_, zero_init_residual_
+from gradmedic.remedies.loss import final_output_module, fix_loss_
+from gradmedic.remedies.recurrent import (
     orthogonal_recurrent_,
     recurrent_modules,
     replace_rnn_,
     set_forget_bias_,
 )
-from .structure import add_aux_heads, add_norm, add_residual, norm_sites, residual_runs
+from gradmedic.remedies.structure import (
+    add_aux_heads,
+    add_norm,
+    add_residual,
+    norm_sites,
+    residual_runs,
+)
 
 __all__ = [
     "ORDER",

@@ -11,7 +11,7 @@
 - :func:`add_aux_heads` (Szegedy et al. 2015, GoogLeNet): attach linear classifiers to
   intermediate layers; training adds ``weight * sum(aux losses)`` (weight 0.3) to the main
   loss, evaluation drops them. The wrapper :class:`AuxiliaryHeads` speaks the protocol of
-  :func:`gradmedic.train.train` (``aux_enabled``, ``aux_loss(loss_fn, y)``).
+  :func:`gradmedic.workflows.train.train` (``aux_enabled``, ``aux_loss(loss_fn, y)``).
 
 Inserting or wrapping modules renames parameters (``3.weight`` becomes ``4.weight`` or
 ``3.branch.0.weight``); apply the same remedy to the model code before loading a saved
@@ -26,9 +26,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..activations import is_activation
-from ..errors import ConfigError
-from .base import (
+from gradmedic.errors import ConfigError
+from gradmedic.nn.activations import is_activation
+from gradmedic.remedies.base import (
     CONV_TYPES,
     NORM_TYPES,
     WEIGHTED_TYPES,
@@ -267,7 +267,7 @@ class AuxiliaryHeads(nn.Module):
     ``taps`` modules to ``aux_heads``; the results are kept in ``aux_outputs``.
     ``aux_loss(loss_fn, y) = aux_loss_weight * sum_k loss_fn(aux_k, y)`` (Szegedy et al. 2015:
     ``L = L_main + 0.3 (L_aux1 + L_aux2)``); in eval mode no head runs and ``aux_outputs`` is
-    empty. :func:`gradmedic.train.train` adds ``aux_loss`` automatically.
+    empty. :func:`gradmedic.workflows.train.train` adds ``aux_loss`` automatically.
 
     Training loop of your own::
 

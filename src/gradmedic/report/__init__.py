@@ -26,7 +26,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .builder import Report, findings_html, format_value, jsonable
+from gradmedic.report.builder import Report, findings_html, format_value, jsonable
 
 __all__ = [
     "Report",
@@ -65,8 +65,13 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .diagnosis import diagnosis_json, diagnosis_report, layer_table, write_diagnosis_report
-    from .figures import (
+    from gradmedic.report.diagnosis import (
+        diagnosis_json,
+        diagnosis_report,
+        layer_table,
+        write_diagnosis_report,
+    )
+    from gradmedic.report.figures import (
         activation_figure,
         gain_product_figure,
         grad_norm_over_steps_figure,
@@ -76,7 +81,7 @@ if TYPE_CHECKING:  # pragma: no cover
         signal_heatmap_figure,
         treatment_figures,
     )
-    from .terminal import print_diagnosis
+    from gradmedic.report.terminal import print_diagnosis
 
 
 def __getattr__(name: str) -> Any:

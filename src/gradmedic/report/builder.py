@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any
 import jinja2
 from markupsafe import Markup
 
-from ..errors import ConfigError
+from gradmedic.errors import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -598,7 +598,7 @@ class Report:
         return anchor
 
     def _view(self) -> dict[str, Any]:
-        from .. import __version__
+        from gradmedic._version import __version__
 
         blocks: list[dict[str, Any]] = []
         toc: list[tuple[str, str]] = []
@@ -655,7 +655,7 @@ class Report:
         (highest severity among findings, or None), ``blocks`` (render order; figures carry
         ``caption`` and pixel size, not the image).
         """
-        from .. import __version__
+        from gradmedic._version import __version__
 
         blocks = []
         worst: str | None = None

@@ -8,7 +8,7 @@ rebuilds the same report from a saved trace.
 Example::
 
     >>> from gradmedic.trace import read_trace                           # doctest: +SKIP
-    >>> from gradmedic.diagnosis import diagnose                         # doctest: +SKIP
+    >>> from gradmedic import diagnose                         # doctest: +SKIP
     >>> tr = read_trace("run/trace.sqlite")                              # doctest: +SKIP
     >>> write_diagnosis_report("report.html", diagnose(tr), tr)          # doctest: +SKIP
     PosixPath('report.html')
@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from .builder import Report, jsonable
+from gradmedic.report.builder import Report, jsonable
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..diagnosis.findings import Diagnosis
-    from ..trace import Trace
+    from gradmedic.diagnosis.findings import Diagnosis
+    from gradmedic.trace import Trace
 
 __all__ = [
     "LAYER_COLUMNS",
@@ -112,7 +112,7 @@ def layer_table(diagnosis: Diagnosis | None, trace: Trace | None = None) -> pd.D
     diagnosis agree by construction. ``predicted_gain`` comes from the diagnosis when it
     carries one, else from the same table computed on the trace.
     """
-    from ..diagnosis.table import layer_table as diagnosis_layer_table
+    from gradmedic.diagnosis.table import layer_table as diagnosis_layer_table
 
     rows = list(getattr(diagnosis, "layers", None) or [])
     trace_rows = diagnosis_layer_table(trace) if trace is not None else []
@@ -213,7 +213,7 @@ def diagnosis_report(
     signal heatmap, RNN time profile, gradient norm over steps, those the trace has data for);
     raw numbers (per-step table, non-finite events, RNN profile).
     """
-    from . import figures as F
+    from gradmedic.report import figures as F
 
     rep = Report(title, _subtitle(diagnosis, trace))
     meta = trace.meta or {}

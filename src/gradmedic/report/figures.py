@@ -37,11 +37,11 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
-from ..diagnosis.predict import module_predicted_slope
-from ..diagnosis.table import layer_table, module_infos
+from gradmedic.diagnosis.predict import module_predicted_slope
+from gradmedic.diagnosis.table import layer_table, module_infos
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..trace import Trace
+    from gradmedic.trace import Trace
 
 __all__ = [
     "SNAPSHOT_COLUMNS",

@@ -20,11 +20,11 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from .builder import format_value
+from gradmedic.report.builder import format_value
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..diagnosis.findings import Diagnosis
-    from ..trace import Trace
+    from gradmedic.diagnosis.findings import Diagnosis
+    from gradmedic.trace import Trace
 
 __all__ = ["SEVERITY_STYLES", "print_diagnosis"]
 
@@ -61,14 +61,14 @@ def print_diagnosis(
     """Print the findings (worst first, coloured by severity) and the per-layer table.
 
     Args:
-        diagnosis: what :func:`gradmedic.diagnosis.diagnose` returned.
+        diagnosis: what :func:`gradmedic.diagnose` returned.
         console: a rich console (default: a new one on stdout).
         trace: the run's trace, for theory's predicted gain when the diagnosis lacks it.
         max_rows: longest per-layer table printed; longer ones show the first and last rows
             around a "… N more" row (the HTML report and ``--json`` have all).
         max_layers: layer names listed per finding.
     """
-    from .diagnosis import layer_table
+    from gradmedic.report.diagnosis import layer_table
 
     con = console if console is not None else Console()
     findings = sorted(

@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from gradmedic._callspec import Options, parse_spec
 from gradmedic.errors import ConfigError, unknown_name
-from gradmedic.spec import Options, parse_spec
 
 __all__ = [
     "DATASETS",

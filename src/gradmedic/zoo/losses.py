@@ -25,8 +25,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from gradmedic._callspec import Options, is_factory_ref, load_factory, parse_spec
 from gradmedic.errors import ConfigError, GradmedicError, ModelError, unknown_name
-from gradmedic.spec import Options, is_factory_ref, load_factory, parse_spec
 from gradmedic.zoo.data import DataInfo
 
 __all__ = ["LOSSES", "FunctionLoss", "SequenceLoss", "loss_for", "make_loss"]

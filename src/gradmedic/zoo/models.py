@@ -29,9 +29,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from gradmedic._callspec import Options, accepts_keyword, is_factory_ref, load_factory, parse_call
+from gradmedic._callspec import parse_spec as _parse_spec
 from gradmedic.errors import ConfigError, DataError, GradmedicError, ModelError, unknown_name
-from gradmedic.spec import Options, accepts_keyword, is_factory_ref, load_factory, parse_call
-from gradmedic.spec import parse_spec as _parse_spec
 from gradmedic.zoo.data import DataInfo
 
 __all__ = [

@@ -29,32 +29,16 @@ import contextlib
 import json
 import sqlite3
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from .errors import TraceError
+from gradmedic.errors import TraceError
+from gradmedic.trace.schema import _SCHEMA, COLUMNS, SCHEMA_VERSION, Row
+from gradmedic.trace.view import Trace
 
-__all__ = ["COLUMNS", "SCHEMA_VERSION", "Trace", "TraceWriter", "read_trace"]
-
-SCHEMA_VERSION = 1
-COLUMNS = ["step", "module", "parameter", "quantity", "idx", "value"]
-
-Row = tuple[int, str, str, str, int | None, float]
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS modules (
-    ord INTEGER PRIMARY KEY, name TEXT NOT NULL, type TEXT NOT NULL,
-    activation TEXT, n_params INTEGER NOT NULL, info TEXT
-);
-CREATE TABLE IF NOT EXISTS records (
-    step INTEGER NOT NULL, module TEXT NOT NULL, parameter TEXT NOT NULL,
-    quantity TEXT NOT NULL, idx INTEGER, value REAL
-);
-"""
+__all__ = ["TraceWriter", "frame_from_rows", "read_trace"]
 
 
 class TraceWriter:
@@ -105,48 +89,6 @@ class TraceWriter:
         with contextlib.suppress(sqlite3.Error):
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self._db.close()
-
-
-@dataclass
-class Trace:
-    """A trace read back: the long-form ``frame``, the ``modules`` table and ``meta``."""
-
-    frame: pd.DataFrame
-    modules: pd.DataFrame
-    meta: dict[str, Any]
-    path: Path | None = None
-
-    def quantity(self, name: str, *, parameter: str | None = "") -> pd.DataFrame:
-        """Rows of one quantity; ``parameter=''`` keeps module-level rows, ``None`` keeps all."""
-        f = self.frame[self.frame["quantity"] == name]
-        if parameter is not None:
-            f = f[f["parameter"] == parameter]
-        return f
-
-    def pivot(self, name: str, *, parameter: str | None = "") -> pd.DataFrame:
-        """A step x module table of one module-level quantity, columns in model order."""
-        f = self.quantity(name, parameter=parameter)
-        if f.empty:
-            return pd.DataFrame()
-        table = f.pivot_table(index="step", columns="module", values="value", aggfunc="last")
-        order = [m for m in self.modules["name"] if m in table.columns]
-        rest = [m for m in table.columns if m not in order]
-        return table[order + rest]
-
-    @property
-    def steps(self) -> list[int]:
-        """The recorded steps, ascending."""
-        return sorted(int(s) for s in self.frame["step"].unique())
-
-    def to_parquet(self, path: str | Path) -> Path:
-        """Export the long table to Parquet (needs pyarrow: ``pip install gradmedic[parquet]``)."""
-        try:
-            self.frame.to_parquet(path, index=False)
-        except ImportError as exc:
-            raise TraceError(
-                "Parquet export needs pyarrow; install it with: pip install 'gradmedic[parquet]'"
-            ) from exc
-        return Path(path)
 
 
 def frame_from_rows(rows: Sequence[Row]) -> pd.DataFrame:

@@ -2,9 +2,9 @@
 
 A fix is verified, not just suggested. :func:`treat`
 
-1. trains the untreated model for a short, seeded run (the same :class:`~gradmedic.train.
+1. trains the untreated model for a short, seeded run (the same :class:`~gradmedic.workflows.train.
    TrainConfig`, data order and loss for every candidate) with the Monitor on;
-2. diagnoses that run (:func:`gradmedic.diagnosis.diagnose`) and collects its prescriptions,
+2. diagnoses that run (:func:`gradmedic.diagnose`) and collects its prescriptions,
    plus the combination it recommends (``diagnosis.meta["combination"]`` when given, else the
    first applicable prescription of each finding of severity warning or worse); or takes the
    remedy specs you pass in ``remedies``;
@@ -46,8 +46,8 @@ re-appliable to your own model code with ``gradmedic.remedies.apply(model, spec)
 
 Example::
 
-    >>> from gradmedic.treatment import treat
-    >>> from gradmedic.train import TrainConfig
+    >>> from gradmedic.workflows.treatment import treat
+    >>> from gradmedic.workflows.train import TrainConfig
     >>> res = treat("mlp:depth=20,width=32,act=sigmoid", "digits",
     ...             config=TrainConfig(steps=40), remedies=["swap-activation(to=leaky_relu)"])
     >>> res.best
@@ -69,13 +69,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import ConfigError, GradmedicError
-from .remedies import REMEDIES, apply, canonical_order, split_specs
-from .remedies.base import WEIGHTED_TYPES
-from .remedies.registry import parse_remedy
-from .spec import parse_call
-from .train import BatchSource, TrainConfig, TrainResult, resolve_data, train
-from .zoo import load_model
+from gradmedic._callspec import parse_call
+from gradmedic.errors import ConfigError, GradmedicError
+from gradmedic.remedies import REMEDIES, apply, canonical_order, split_specs
+from gradmedic.remedies.base import WEIGHTED_TYPES
+from gradmedic.remedies.registry import parse_remedy
+from gradmedic.workflows.train import BatchSource, TrainConfig, TrainResult, resolve_data, train
+from gradmedic.zoo import load_model
 
 __all__ = [
     "BEST_RULE",
@@ -290,9 +290,9 @@ def _jsonable(obj: Any) -> Any:
 
 def _diagnose(trace: Any, model: nn.Module, loss: Any, notes: list[str]) -> Any:
     try:
-        from .diagnosis import diagnose  # type: ignore[attr-defined]
+        from gradmedic.workflows.checkup import diagnose
     except ImportError:
-        notes.append("gradmedic.diagnosis.diagnose is not available; using built-in heuristics")
+        notes.append("gradmedic.diagnose is not available; using built-in heuristics")
         return None
     try:
         return diagnose(trace, model=model, loss=loss)
@@ -330,7 +330,7 @@ def _fallback_specs(model: nn.Module) -> list[str]:
 
 def _prescribed(diagnosis: Any, model: nn.Module) -> tuple[list[str], list[str] | None]:
     """(single specs in order of severity, recommended combination or None)."""
-    from .diagnosis.findings import severity_rank
+    from gradmedic.diagnosis.findings import severity_rank
 
     findings = sorted(getattr(diagnosis, "findings", []), key=lambda f: -severity_rank(f.severity))
     singles: list[str] = []
@@ -648,7 +648,7 @@ def _write_report(result: TreatmentResult, path: Path) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
-    from .report import Report
+    from gradmedic.report import Report
 
     cfg = result.config
     rep = Report(
@@ -667,7 +667,7 @@ def _write_report(result: TreatmentResult, path: Path) -> Path:
         f"{m['loss_untreated']:.4g} -> {m['loss_best']:.4g}."
     )
     try:
-        from .report.figures import treatment_figures
+        from gradmedic.report.figures import treatment_figures
 
         before = result.results[UNTREATED].trace
         after = {

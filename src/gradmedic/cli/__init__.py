@@ -18,7 +18,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from .errors import GradmedicError
+from gradmedic.errors import GradmedicError
 
 app = typer.Typer(
     add_completion=False,
@@ -152,10 +152,10 @@ def diagnose(
     no_report: Annotated[bool, typer.Option("--no-report", help="Skip the HTML report.")] = False,
 ) -> None:
     """Train briefly, record gradient flow, and say what is wrong and how to fix it."""
-    from .diagnosis import diagnose as run_diagnosis
-    from .diagnosis.findings import severity_rank
-    from .train import TrainConfig, resolve_data, train
-    from .zoo import load_model, loss_for
+    from gradmedic.diagnosis.findings import severity_rank
+    from gradmedic.workflows.checkup import diagnose as run_diagnosis
+    from gradmedic.workflows.train import TrainConfig, resolve_data, train
+    from gradmedic.zoo import load_model, loss_for
 
     if fail_on is not None:
         severity_rank(fail_on)
@@ -189,7 +189,7 @@ def diagnose(
     result = run_diagnosis(run.trace, model=net, loss=loss_fn)
     report_path = None
     if not no_report:
-        from .report import write_diagnosis_report
+        from gradmedic.report import write_diagnosis_report
 
         report_path = write_diagnosis_report(
             out / "report.html", result, run.trace, title=f"gradmedic diagnose: {model} on {data}"
@@ -204,7 +204,7 @@ def diagnose(
         )
         _print_json(payload)
     else:
-        from .report import print_diagnosis
+        from gradmedic.report import print_diagnosis
 
         print_diagnosis(result, console=out_console)
         out_console.print(f"loss: {run.losses[0]:.4g} -> {run.final_loss:.4g} over {steps} steps")
@@ -231,7 +231,7 @@ def theory(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Mean-field predictions: q*, chi1, depth scales, phase, gradient ratio, critical sigma_w^2."""
-    from . import theory as th
+    from gradmedic import theory as th
 
     summary = th.summary(activation, sigma_w2, sigma_b2, depth)
     if as_json:
@@ -250,9 +250,9 @@ def report(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Rebuild the report from a saved trace, without the model."""
-    from .diagnosis import diagnose as run_diagnosis
-    from .report import diagnosis_json, print_diagnosis, write_diagnosis_report
-    from .trace import read_trace
+    from gradmedic.report import diagnosis_json, print_diagnosis, write_diagnosis_report
+    from gradmedic.trace import read_trace
+    from gradmedic.workflows.checkup import diagnose as run_diagnosis
 
     tr = read_trace(trace)
     result = run_diagnosis(tr)
@@ -283,9 +283,9 @@ def treat(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Apply each prescribed remedy to a copy, retrain, and show before/after side by side."""
-    from .train import TrainConfig
-    from .treatment import print_treatment
-    from .treatment import treat as run_treat
+    from gradmedic.workflows.train import TrainConfig
+    from gradmedic.workflows.treatment import print_treatment
+    from gradmedic.workflows.treatment import treat as run_treat
 
     cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, optimizer=optimizer, seed=seed)
     result = run_treat(model, data, loss=loss, config=cfg, remedies=remedy or None, out=out)
@@ -299,7 +299,7 @@ def treat(
 @_friendly
 def lab_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """List the experiments and the claim each one tests."""
-    from .lab import EXPERIMENTS
+    from gradmedic.lab import EXPERIMENTS
 
     if as_json:
         _print_json(
@@ -327,7 +327,7 @@ def lab_run(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Run experiments; each ends with a verdict on the claim it tests (exit 1 if one fails)."""
-    from .lab import EXPERIMENTS, run_lab
+    from gradmedic.lab import EXPERIMENTS, run_lab
 
     wanted = list(EXPERIMENTS) if names == ["all"] or "all" in names else names
     run = run_lab(wanted, quick=quick, out=out, seed=seed, progress=_lab_progress(as_json))
@@ -370,10 +370,10 @@ def demo(
     out: Annotated[Path, typer.Option("--out", "-o")] = Path("gradmedic-demo"),
 ) -> None:
     """Diagnose a 30-layer sigmoid MLP on digits, treat it, and write a report to open."""
-    from .diagnosis import diagnose as run_diagnosis
-    from .report import print_diagnosis, write_diagnosis_report
-    from .train import TrainConfig, train
-    from .zoo import build_model, load_data
+    from gradmedic.report import print_diagnosis, write_diagnosis_report
+    from gradmedic.workflows.checkup import diagnose as run_diagnosis
+    from gradmedic.workflows.train import TrainConfig, train
+    from gradmedic.zoo import build_model, load_data
 
     data = load_data("digits")
     spec = "mlp:depth=30,act=sigmoid"
@@ -394,8 +394,8 @@ def demo(
         out / "report.html", result, run.trace, title=f"gradmedic demo: {spec} on digits"
     )
     try:
-        from .treatment import print_treatment
-        from .treatment import treat as run_treat
+        from gradmedic.workflows.treatment import print_treatment
+        from gradmedic.workflows.treatment import treat as run_treat
     except ImportError:  # pragma: no cover - treat not installed
         run_treat = None
     if run_treat is not None:

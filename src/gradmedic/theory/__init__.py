@@ -67,7 +67,7 @@ from typing import Any, Literal, Union
 
 import numpy as np
 
-from .errors import ConfigError, unknown_name
+from gradmedic.errors import ConfigError, unknown_name
 
 __all__ = [
     "CRITICAL_TOL",
@@ -548,15 +548,28 @@ def _make_softsign() -> Activation:
     )
 
 
-def _make_softplus() -> Activation:
-    """softplus(x) = log(1 + e^x) (beta = 1): phi' = sigmoid(x), so sup phi' = 1."""
+def _make_softplus(beta: float = 1.0) -> Activation:
+    """softplus(x) = log(1 + e^(beta x)) / beta (PyTorch's ``nn.Softplus(beta)``):
+    phi' = sigmoid(beta x), so sup phi' = 1; phi'' = beta sigmoid'(beta x)."""
+    if not beta > 0:
+        raise ConfigError(f"softplus needs beta > 0 (PyTorch's default is 1); got beta={beta:g}")
+    if beta == 1.0:
+        return Activation(
+            "softplus", _softplus, _sigmoid, _dsigmoid, gamma_value=1.0, _key=("softplus",)
+        )
+
+    def phi(x: Array) -> Array:
+        return _softplus(beta * x) / beta
+
+    def dphi(x: Array) -> Array:
+        return _sigmoid(beta * x)
+
+    def d2phi(x: Array) -> Array:
+        return beta * _dsigmoid(beta * x)
+
+    params = (("beta", beta),)
     return Activation(
-        "softplus",
-        _softplus,
-        _sigmoid,
-        _dsigmoid,
-        gamma_value=1.0,
-        _key=("softplus",),
+        "softplus", phi, dphi, d2phi, params, gamma_value=1.0, _key=("softplus", params)
     )
 
 
@@ -623,7 +636,7 @@ _REGISTRY: dict[str, _Entry] = {
     "gelu": _Entry(_make_gelu),
     "silu": _Entry(_make_silu),
     "softsign": _Entry(_make_softsign),
-    "softplus": _Entry(_make_softplus),
+    "softplus": _Entry(_make_softplus, ("beta",)),
     "mish": _Entry(_make_mish),
     "hardswish": _Entry(_make_hardswish),
     "hardtanh": _Entry(

@@ -27,11 +27,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import ConfigError, DataError, ModelError, unknown_name
-from .monitor import Monitor
-from .spec import is_factory_ref, load_factory
-from .trace import Trace
-from .zoo import DataInfo, Dataset, load_data, loss_for, make_loss
+from gradmedic._callspec import is_factory_ref, load_factory
+from gradmedic.errors import ConfigError, DataError, ModelError, unknown_name
+from gradmedic.monitor import Monitor
+from gradmedic.trace import Trace
+from gradmedic.zoo import DataInfo, Dataset, load_data, loss_for, make_loss
 
 __all__ = [
     "OPTIMIZERS",

@@ -2,7 +2,7 @@
 
 Example::
 
-    >>> from gradmedic.diagnosis import diagnose
+    >>> from gradmedic import diagnose
     >>> d = diagnose(model=build_model("mlp:depth=20,act=sigmoid", info), data="digits")  # doctest: +SKIP
     >>> d.slugs()                                                                       # doctest: +SKIP
     ['vanishing-gradient', 'poor-init']
@@ -18,13 +18,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import ConfigError, ModelError, TraceError
-from ..trace import Trace, read_trace
-from .findings import Diagnosis, Finding, Prescription, severity_rank
-from .predict import init_predictions
-from .rules import Context, run_rules
-from .static import static_checks
-from .table import module_infos
+from gradmedic.diagnosis.findings import Diagnosis, Finding, Prescription, severity_rank
+from gradmedic.diagnosis.predict import init_predictions
+from gradmedic.diagnosis.rules import Context, run_rules
+from gradmedic.diagnosis.static import static_checks
+from gradmedic.diagnosis.table import module_infos
+from gradmedic.errors import ConfigError, ModelError, TraceError
+from gradmedic.trace import Trace, read_trace
 
 __all__ = ["diagnose", "init_findings", "model_infos"]
 
@@ -32,7 +32,7 @@ __all__ = ["diagnose", "init_findings", "model_infos"]
 def model_infos(model: nn.Module) -> dict[str, dict[str, Any]]:
     """Module facts (type, activation, sw2, sb2, RNN radius, ...) of ``model`` as it is now,
     in the same form as a trace's modules table."""
-    from ..monitor import Monitor
+    from gradmedic.monitor import Monitor
 
     return module_infos(Monitor(model).trace())
 
@@ -179,7 +179,7 @@ def diagnose(
     * ``diagnose(trace)`` / ``diagnose("run/trace.sqlite")``: rules over the recorded trace and
       its modules table (init scales, activations, RNN radius): works without the model.
     * ``diagnose(model=m, data="digits", loss=None, config=None)``: trains a *copy* of ``m``
-      with :func:`gradmedic.train.train` (default ``TrainConfig(steps=20, every=1)``, exact
+      with :func:`gradmedic.workflows.train.train` (default ``TrainConfig(steps=20, every=1)``, exact
       RNN time profiles when the model has an RNN), diagnoses the trace, and adds
       :func:`static_checks` of the model's output against the loss. ``model`` may also be a
       zoo spec (``"mlp:depth=30,act=sigmoid"``) when ``data`` is given.
@@ -188,7 +188,7 @@ def diagnose(
 
     Returns a :class:`Diagnosis` whose ``layers`` is :func:`layer_table` at initialisation.
     """
-    from ..train import TrainConfig, resolve_data, train
+    from gradmedic.workflows.train import TrainConfig, resolve_data, train
 
     if trace_or_path is not None:
         trace = trace_or_path if isinstance(trace_or_path, Trace) else read_trace(trace_or_path)
@@ -211,7 +211,7 @@ def diagnose(
             raise ConfigError(
                 f"model spec '{model}' needs data to be built; pass data='digits' or a module"
             )
-        from ..zoo import load_model
+        from gradmedic.zoo import load_model
 
         model = load_model(model, source.info, seed=getattr(config, "seed", 0) or 0)
     if not isinstance(model, nn.Module):
@@ -262,7 +262,7 @@ def _require_records(trace: Trace) -> None:
 
 def _loss_object(loss: Any, source: Any) -> Any:
     """The loss module the run will use (resolving names the way ``train`` does)."""
-    from ..zoo import loss_for, make_loss
+    from gradmedic.zoo import loss_for, make_loss
 
     info = source.info
     if isinstance(loss, str):

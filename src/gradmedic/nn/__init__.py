@@ -1,0 +1,1 @@
+"""What gradmedic knows about PyTorch modules: activation kinds, module taxonomy, static facts."""
