@@ -30,6 +30,7 @@ demo: $(BIN)/.installed
 test: $(BIN)/.dev-installed browser
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/lint-imports
 	$(BIN)/pytest
 
 # Headless Chromium for the report's browser test (Debian package).

@@ -456,3 +456,14 @@ def test_bad_option_values() -> None:
     with pytest.raises(ConfigError, match="batch size must be a positive integer"):
         load_data("digits", n=4).fixed_batch(0)
     assert np.isclose(activation_gain("tanh"), 5 / 3)
+
+
+def test_shipped_digits_equal_scikit_learns():
+    """The packaged digits.npz is scikit-learn's load_digits, bit for bit (labels and pixels)."""
+    from sklearn.datasets import load_digits
+
+    from gradmedic.zoo.data import load_digits_arrays
+
+    x, y = load_digits_arrays()
+    xs, ys = load_digits(return_X_y=True)
+    assert x.shape == (1797, 64) and np.array_equal(x, xs) and np.array_equal(y, ys)
