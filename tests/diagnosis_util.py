@@ -1,19 +1,24 @@
-"""Helpers shared by the diagnosis test files (test_diagnosis.py, test_diagnosis_unseen.py):
-a per-process data cache, finding lookup, and the slow autograd reference of the end-to-end
-backward-signal ratio the diagnosis judges."""
+"""Helpers shared by the diagnosis tests (tests/diagnosis/...): a per-process data cache, a
+cached zoo-model diagnosis, finding lookup, a synthetic loss / gradient-norm trace, and the slow
+autograd reference of the end-to-end backward-signal ratio the diagnosis judges."""
 
 from __future__ import annotations
 
 import copy
 
+import pandas as pd
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from gradmedic.diagnosis import Diagnosis
-from gradmedic.zoo import Dataset, load_data
+from gradmedic.trace import Trace, frame_from_rows
+from gradmedic.workflows.checkup import diagnose
+from gradmedic.workflows.train import TrainConfig
+from gradmedic.zoo import Dataset, build_model, load_data
 
 _DATA: dict[str, Dataset] = {}
+_RUNS: dict[tuple[str, str, str | None, int], Diagnosis] = {}
 
 
 def data(spec: str) -> Dataset:
@@ -23,11 +28,50 @@ def data(spec: str) -> Dataset:
     return _DATA[spec]
 
 
+def run(spec: str, dspec: str = "digits", loss: str | None = None, steps: int = 10) -> Diagnosis:
+    """Diagnosis of zoo model ``spec`` (seed 0) trained ``steps`` steps on ``dspec``, every step
+    recorded (exact RNN time profiles for recurrent specs). Cached per process: several test
+    files judge the same run, so callers must not change the result."""
+    key = (spec, dspec, loss, steps)
+    if key not in _RUNS:
+        d = data(dspec)
+        model = build_model(spec, d.info, seed=0)
+        rnn = any(k in spec for k in ("rnn", "lstm", "gru"))
+        cfg = TrainConfig(steps=steps, every=1, rnn_hidden=rnn, batch_size=32 if rnn else 64)
+        _RUNS[key] = diagnose(model=model, data=d, loss=loss, config=cfg)
+    return _RUNS[key]
+
+
 def finding(d: Diagnosis, slug: str):
     """The first finding with ``slug``; fails the test, listing what was found, when none."""
     hits = [f for f in d.findings if f.slug == slug]
     assert hits, f"{slug} not in {[(f.slug, f.severity) for f in d.findings]}"
     return hits[0]
+
+
+def spike_trace(losses: list[float], norms: list[float]) -> Trace:
+    """A trace holding only the loss and the global gradient norm of each step (no module)."""
+    rows = []
+    for step, (loss, norm) in enumerate(zip(losses, norms, strict=True)):
+        rows.append((step, "", "", "loss", None, loss))
+        rows.append((step, "", "", "grad_norm_total", None, norm))
+    modules = pd.DataFrame(
+        [(0, "", "Sequential", None, 0, "{}")],
+        columns=["ord", "name", "type", "activation", "n_params", "info"],
+    )
+    return Trace(frame=frame_from_rows(rows), modules=modules, meta={"schema_version": 1})
+
+
+#: Norms with one spike (40 at step 5, the median is 1.0) and a loss that jumps right after it.
+SPIKE_NORMS = [1.0, 1.1, 0.9, 1.0, 1.2, 40.0, 1.0, 1.1, 0.9, 1.0]
+SPIKE_LOSSES_JUMP = [2.3, 2.2, 2.1, 2.0, 1.9, 1.8, 9.5, 6.0, 4.0, 3.0]
+
+
+class LogOfShifted(nn.Module):
+    """log(x - 100): NaN for every realistic input."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.log(x - 100.0)
 
 
 def output_grad_ratio(model: nn.Module, x, y, first: str, last: str) -> float:

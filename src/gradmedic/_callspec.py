@@ -42,6 +42,7 @@ __all__ = [
     "parse_call",
     "parse_spec",
     "parse_value",
+    "split_top",
 ]
 
 _INT = re.compile(r"^[+-]?\d+$")
@@ -73,8 +74,12 @@ def parse_value(text: str) -> Any:
         return s
 
 
-def _split_top(text: str, sep: str, what: str, full: str | None = None) -> list[str]:
-    """Split ``text`` on ``sep`` outside parentheses and brackets (``full`` words errors)."""
+def split_top(text: str, sep: str, what: str, full: str | None = None) -> list[str]:
+    """Split ``text`` on ``sep`` outside parentheses and brackets (``full`` words errors).
+
+    >>> split_top("a(x=1)+b(y=2+3)", "+", "remedy spec")
+    ['a(x=1)', 'b(y=2+3)']
+    """
     shown = text if full is None else full
     parts: list[str] = []
     depth = 0
@@ -102,7 +107,7 @@ def _split_top(text: str, sep: str, what: str, full: str | None = None) -> list[
 
 def _parse_options(body: str, what: str, full: str) -> dict[str, Any]:
     opts: dict[str, Any] = {}
-    for item in _split_top(body, ",", what, full):
+    for item in split_top(body, ",", what, full):
         item = item.strip()
         if not item:
             continue
@@ -171,7 +176,7 @@ def parse_call(text: str, *, what: str = "value") -> tuple[str, list[Any], dict[
     name, body = m.group(1).lower(), m.group(2)
     args: list[Any] = []
     kwargs: dict[str, Any] = {}
-    for item in _split_top(body, ",", what):
+    for item in split_top(body, ",", what, s):
         item = item.strip()
         if not item:
             continue
@@ -180,6 +185,10 @@ def parse_call(text: str, *, what: str = "value") -> tuple[str, list[Any], dict[
             key = key.strip().lower()
             if not _KEY.match(key):
                 raise ConfigError(f"bad argument '{item}' in {what} '{s}'; write key=value")
+            if key in kwargs:
+                raise ConfigError(
+                    f"argument '{key}' is given twice in {what} '{s}'; keep only one of them"
+                )
             kwargs[key] = parse_value(value)
         else:
             if kwargs:

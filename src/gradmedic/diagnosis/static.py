@@ -29,7 +29,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from gradmedic.diagnosis.findings import Finding, Prescription
+from gradmedic.diagnosis.finding import Finding, Prescription
+from gradmedic.diagnosis.registry import rule
 
 __all__ = ["output_kind", "static_checks"]
 
@@ -161,6 +162,7 @@ def _finding(
     )
 
 
+@rule(slug="unstable-loss-pairing", kind="static", priority=90)
 def static_checks(
     model: nn.Module, loss: Any = None, *, sample: torch.Tensor | None = None
 ) -> list[Finding]:

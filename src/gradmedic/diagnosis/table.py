@@ -2,7 +2,7 @@
 predicted gain for each module.
 
 The measurements come from :meth:`gradmedic.trace.Trace.layer_rows` (cached per step), the
-predictions from :func:`gradmedic.diagnosis.predict.module_predicted_gain`, and the end-to-end
+predictions from :func:`gradmedic.theory.gains.module_predicted_gain`, and the end-to-end
 ratio from :mod:`gradmedic.trace.derived`, its only definition.
 
 Example::
@@ -15,23 +15,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from gradmedic.diagnosis.predict import module_predicted_gain
-from gradmedic.nn.taxonomy import NORM_TYPES, RNN_TYPE_NAMES, STRUCTURAL_TYPES, module_category
+from gradmedic.theory.gains import module_predicted_gain
 from gradmedic.trace import Trace
-from gradmedic.trace.derived import EndToEnd, end_to_end_rows, pow10
+from gradmedic.trace.derived import EndToEnd, end_to_end_rows
 
-__all__ = [
-    "NORM_TYPES",
-    "RNN_TYPE_NAMES",
-    "STRUCTURAL_TYPES",
-    "EndToEnd",
-    "end_to_end",
-    "layer_table",
-    "module_category",
-    "module_infos",
-    "pow10",
-    "signal_steps",
-]
+__all__ = ["end_to_end", "layer_table", "module_infos", "signal_steps"]
 
 
 def module_infos(trace: Trace) -> dict[str, dict[str, Any]]:

@@ -23,7 +23,17 @@ Example::
 
 from __future__ import annotations
 
-from gradmedic.lab import chain, feedforward, inception, losses, recurrent  # noqa: F401  (registration)
+from gradmedic.lab import (  # noqa: F401  (each module registers its experiments)
+    activations_deep,
+    chain,
+    exploding,
+    inception,
+    initialisation,
+    losses,
+    normalisation,
+    rnn_gated,
+    saturation,
+)
 from gradmedic.lab.registry import (
     EXPERIMENTS,
     Experiment,

@@ -19,19 +19,20 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from torch import nn
 
 from gradmedic import theory
-from gradmedic.lab.registry import ExperimentResult, LabContext, experiment, fmt
+from gradmedic.lab.registry import (
+    ExperimentResult,
+    LabContext,
+    experiment,
+    fmt,
+    new_figure,
+)
 from gradmedic.monitor import Monitor
-from gradmedic.zoo import make_activation
+from gradmedic.nn.activations import make_activation
 
 ALPHAS = (0.8, 0.9, 1.0, 1.1)
 CHAIN_RTOL = 1e-6
@@ -135,7 +136,7 @@ def run_depth_chain(ctx: LabContext) -> ExperimentResult:
     if l20 < 20:  # tiny runs have shorter chains: extrapolate the measured per-layer factor
         art = art ** (20 / l20)
     passed, crit = judge_depth_chain(max_rel, art, max_prod)
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    fig, ax = new_figure(figsize=(6.4, 4.0))
     for alpha in ALPHAS:
         sub = [r for r in rows if r["alpha"] == alpha]
         Ls = [r["L"] for r in sub]
@@ -255,7 +256,7 @@ def run_activation_derivatives(ctx: LabContext) -> ExperimentResult:
             )
     worst = max(r["z"] for r in rows)
     passed, crit = judge_activation_derivatives(maxima["sigmoid"][0], maxima["tanh"][0], worst)
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, (a1, a2) = new_figure(1, 2, figsize=(10, 4))
     x = torch.linspace(-5, 5, 801, dtype=torch.float64, requires_grad=True)
     for act in ACTS:
         (g,) = torch.autograd.grad(make_activation(act).double()(x).sum(), x)

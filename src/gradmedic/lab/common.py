@@ -1,6 +1,16 @@
 """Helpers shared by the experiments: monitored training runs, trace read-outs, the figure
 panels that several experiments draw (loss curves, backward-signal profiles) and the flattening
-of result rows into the verdict's ``measured`` numbers."""
+of result rows into the verdict's ``measured`` numbers.
+
+Two read-outs of the backward signal, not to be confused:
+
+- the *end-to-end ratio* ``||dL/dh^first|| / ||dL/dh^last||`` (:attr:`ProfiledRun.ratio`) is
+  :func:`gradmedic.trace.derived.signal_ratio`, the one definition ``diagnose`` and ``treat``
+  use too;
+- a *profile* (:func:`signal_profile`) is ``||dL/dy||`` at the output of a chosen list of
+  modules (the experiment picks them: every Linear layer, say), drawn by
+  :func:`profile_panel` and fed to :func:`per_layer_chi`.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +27,7 @@ from torch import nn
 
 from gradmedic.lab.registry import geo_mean
 from gradmedic.trace import Trace
+from gradmedic.trace.derived import signal_ratio
 from gradmedic.workflows.train import TrainConfig, TrainResult, train
 from gradmedic.zoo import Dataset, build_model
 
@@ -24,7 +35,6 @@ __all__ = [
     "LN10",
     "NormRecorder",
     "ProfiledRun",
-    "first_last_ratio",
     "flat_measures",
     "linear_names",
     "loss_panel",
@@ -81,18 +91,13 @@ def linear_names(model: nn.Module, kinds: tuple[type, ...] = (nn.Linear,)) -> li
 
 
 def signal_profile(trace: Trace, names: list[str], step: int = 0) -> list[float]:
-    """``||dL/dy||`` at the output of each module in ``names`` at ``step`` (nan if absent)."""
+    """The backward-signal profile over a chosen list of modules: ``||dL/dy||`` at the output
+    of each module in ``names`` at ``step`` (nan if absent). A profile, not the end-to-end
+    ratio: for that use :func:`gradmedic.trace.derived.signal_ratio`."""
     f = trace.frame
     f = f[(f["quantity"] == "signal_out") & (f["parameter"] == "") & (f["step"] == step)]
     values = dict(zip(f["module"], f["value"], strict=True))
     return [float(values.get(n, math.nan)) for n in names]
-
-
-def first_last_ratio(profile: list[float]) -> float:
-    """``||dL/dh^1|| / ||dL/dh^L||`` from a signal profile."""
-    if not profile or not profile[-1] > 0:
-        return math.nan
-    return profile[0] / profile[-1]
 
 
 def per_layer_chi(profile: list[float], skip: int = 2) -> float:
@@ -131,7 +136,8 @@ class NormRecorder:
 @dataclass
 class ProfiledRun:
     """A monitored training run of a model built from a zoo spec, with the backward-signal
-    profile ``||dL/dh^l||`` at the output of each Linear layer at step 0."""
+    profile ``||dL/dh^l||`` at the output of each Linear layer at step 0 (the layers the
+    experiments draw)."""
 
     result: TrainResult
     model: nn.Module
@@ -140,8 +146,10 @@ class ProfiledRun:
 
     @property
     def ratio(self) -> float:
-        """``||dL/dh^1|| / ||dL/dh^L||`` at init (see :func:`first_last_ratio`)."""
-        return first_last_ratio(self.profile)
+        """The end-to-end ratio ``||dL/dh^first|| / ||dL/dh^last||`` at init (step 0), from
+        :func:`gradmedic.trace.derived.signal_ratio` (NaN without a trace)."""
+        trace = self.result.trace
+        return math.nan if trace is None else signal_ratio(trace, 0)
 
 
 def profiled_run(

@@ -16,16 +16,17 @@ from __future__ import annotations
 
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt
 import numpy as np
 from torch import nn
 
 from gradmedic.lab.common import flat_measures, linear_names, loss_panel, monitored_run
-from gradmedic.lab.registry import ExperimentResult, LabContext, experiment, fmt
+from gradmedic.lab.registry import (
+    ExperimentResult,
+    LabContext,
+    experiment,
+    fmt,
+    new_figure,
+)
 from gradmedic.zoo import build_model, load_data
 
 AUX_GAIN = 2.0
@@ -109,7 +110,7 @@ def run_inception(ctx: LabContext) -> ExperimentResult:
         by["inception"]["stem_grad_norm_init"],
         by["inception+aux"]["stem_grad_norm_init"],
     )
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 3.8))
+    fig, (a1, a2) = new_figure(1, 2, figsize=(11, 3.8))
     for label in specs:
         g = stems[label]
         a1.semilogy(g.index, np.maximum(g.to_numpy(dtype=float), 1e-30), "o-", ms=2, label=label)

@@ -19,17 +19,18 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gradmedic.lab.registry import ExperimentResult, LabContext, experiment, fmt
+from gradmedic.lab.registry import (
+    ExperimentResult,
+    LabContext,
+    experiment,
+    fmt,
+    new_figure,
+)
 from gradmedic.monitor import Monitor
 
 FUSED_TOL = 1e-5
@@ -176,7 +177,7 @@ def run_loss_pairing(ctx: LabContext) -> ExperimentResult:
     ce_at = first_broken(scales, [r["unfused_err"] for r in ce])
     fused_max = max(r["fused_err"] for r in rows)
     passed, crit = judge_loss_pairing(fused_max, bce_at, ce_at)
-    fig, ax = plt.subplots(figsize=(6.8, 4.0))
+    fig, ax = new_figure(figsize=(6.8, 4.0))
     cap = 1e3
     for sub, label in ((bce, "Sigmoid + BCELoss"), (ce, "softmax + log + NLLLoss")):
         ax.loglog(

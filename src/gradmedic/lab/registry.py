@@ -21,17 +21,16 @@ Example::
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-import matplotlib
-
-matplotlib.use("Agg")
-
 import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
+from gradmedic._json import to_jsonable
 from gradmedic.errors import unknown_name
 
 __all__ = [
@@ -145,7 +144,7 @@ class ExperimentResult:
             "verdict": self.verdict,
             "passed": self.passed,
             "criterion": self.criterion,
-            "measured": clean(self.measured),
+            "measured": to_jsonable(self.measured),
             "note": self.note,
             "figure": str(self.figure) if self.figure else None,
             "table": str(self.table) if self.table else None,
@@ -199,24 +198,6 @@ def get_experiment(name: str) -> Experiment:
 # helpers shared by the experiments
 
 
-def clean(obj: Any) -> Any:
-    """Make numbers JSON-able: numpy scalars to Python, non-finite floats to strings."""
-    if isinstance(obj, Mapping):
-        return {str(k): clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [clean(v) for v in obj]
-    if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):
-        try:
-            obj = obj.item()
-        except (ValueError, TypeError):
-            return str(obj)
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return "nan" if math.isnan(obj) else ("inf" if obj > 0 else "-inf")
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
-
-
 def write_table(ctx: LabContext, name: str, rows: pd.DataFrame | Iterable[dict[str, Any]]) -> Path:
     """Write ``out/name/table.csv`` and return its path."""
     df = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
@@ -225,19 +206,30 @@ def write_table(ctx: LabContext, name: str, rows: pd.DataFrame | Iterable[dict[s
     return path
 
 
-def save_figure(ctx: LabContext, name: str, fig: Any) -> tuple[Path, Any]:
-    """Save ``out/name/figure.png``; return the path and the figure (kept open only when the
-    runner will embed it in the results page, else closed)."""
-    import matplotlib.pyplot as plt
+def new_figure(
+    nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float]
+) -> tuple[Figure, Any]:
+    """A figure and its axes, like ``pyplot.subplots`` but without pyplot: the figure has its
+    own Agg canvas, joins no global registry and never selects a backend, so running the lab
+    leaves the caller's matplotlib backend as it was.
 
+    >>> fig, (a1, a2) = new_figure(1, 2, figsize=(8, 3))
+    >>> type(fig.canvas).__name__
+    'FigureCanvasAgg'
+    """
+    fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots(nrows, ncols)
+
+
+def save_figure(ctx: LabContext, name: str, fig: Figure) -> tuple[Path, Figure | None]:
+    """Save ``out/name/figure.png``; return the path and the figure (kept only when the runner
+    will embed it in the results page; a pyplot-free figure needs no closing)."""
     path = ctx.folder(name) / "figure.png"
     if fig.get_layout_engine() is None:  # keep titles and axis labels from overlapping
         fig.set_layout_engine("constrained")
     fig.savefig(path, dpi=110, bbox_inches="tight", facecolor="white")
-    if not ctx.keep_figures:
-        plt.close(fig)
-        return path, None
-    return path, fig
+    return path, (fig if ctx.keep_figures else None)
 
 
 def finish(
@@ -257,7 +249,7 @@ def finish(
     return ExperimentResult(
         name=name,
         passed=passed,
-        measured=clean(measured),
+        measured=to_jsonable(measured),
         criterion=criterion,
         figure=fig_path,
         table=table_path,

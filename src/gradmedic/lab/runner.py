@@ -7,7 +7,6 @@ drift apart) and a seed per experiment. It restores the caller's thread count af
 
 from __future__ import annotations
 
-import json
 import platform
 import time
 import traceback
@@ -16,12 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-
 import torch
 
+from gradmedic._json import dumps
 from gradmedic._version import __version__
 from gradmedic.errors import ConfigError
 from gradmedic.lab.registry import EXPERIMENTS, ExperimentResult, LabContext, get_experiment
@@ -149,7 +145,7 @@ def run_lab(
     run = LabRun(results=results, page=out / "index.html", json_path=out / "results.json")
     run.seconds = seconds
     run.meta = meta
-    run.json_path.write_text(json.dumps(run.to_dict(), indent=2, default=str))
+    run.json_path.write_text(dumps(run.to_dict(), indent=2))
     write_page(run)
     return run
 

@@ -408,7 +408,7 @@ KINDS: dict[str, ActivationKind] = {
         _k(
             "mish",
             nn.Mish,
-            _const("mish", _dmish, 1.0886),
+            _const("mish", _dmish, 1.088498),
             theory_params=(),
             tails="negative",
             functions=(F.mish,),

@@ -16,13 +16,21 @@ Remedy names (``REMEDIES``): ``swap-activation(to=, slope=, alpha=)``,
 ``clip-grad-value(clip_value=...)``, ``agc(clip_factor=0.01)``, ``autoclip(percentile=10)``,
 ``lower-lr(factor=0.1)``. :func:`applicable` lists those that apply to a model.
 
+Each remedy is registered with the :func:`remedy` decorator in the module of its family
+(:mod:`~gradmedic.remedies.activation`, :mod:`~gradmedic.remedies.init`,
+:mod:`~gradmedic.remedies.structure`, :mod:`~gradmedic.remedies.heads`,
+:mod:`~gradmedic.remedies.recurrent`,
+:mod:`~gradmedic.remedies.loss`, :mod:`~gradmedic.remedies.clipping`); importing this package
+registers them all. ``swap-activation(to=)`` accepts
+:data:`gradmedic.nn.activations.SWAP_TARGETS`.
+
 Clippers (:mod:`gradmedic.remedies.clipping`) are callables ``clipper(params) -> float`` used
 between ``loss.backward()`` and ``optimizer.step()``.
 """
 
 from __future__ import annotations
 
-from gradmedic.remedies.activation import SWAP_TARGETS, swap_activation, swap_activation_
+from gradmedic.remedies.activation import swap_activation, swap_activation_
 from gradmedic.remedies.base import RemedyReport
 from gradmedic.remedies.clipping import (
     AGC,
@@ -32,15 +40,16 @@ from gradmedic.remedies.clipping import (
     Clipper,
     make_clipper,
 )
+from gradmedic.remedies.heads import AuxiliaryHeads, add_aux_heads
 from gradmedic.remedies.init import (
     SCHEMES,
-    lsuv_,
     reinit,
     reinit_,
     zero_init_residual,
     zero_init_residual_,
 )
 from gradmedic.remedies.loss import fix_loss, fix_loss_
+from gradmedic.remedies.lsuv import lsuv_
 from gradmedic.remedies.recurrent import (
     orthogonal_recurrent,
     orthogonal_recurrent_,
@@ -55,21 +64,16 @@ from gradmedic.remedies.registry import (
     applicable,
     apply,
     canonical_order,
+    parse_remedy,
+    remedy,
     split_specs,
 )
-from gradmedic.remedies.structure import (
-    AuxiliaryHeads,
-    Residual,
-    add_aux_heads,
-    add_norm,
-    add_residual,
-)
+from gradmedic.remedies.structure import Residual, add_norm, add_residual
 
 __all__ = [
     "AGC",
     "REMEDIES",
     "SCHEMES",
-    "SWAP_TARGETS",
     "AutoClip",
     "AuxiliaryHeads",
     "ClipGradNorm",
@@ -90,8 +94,10 @@ __all__ = [
     "make_clipper",
     "orthogonal_recurrent",
     "orthogonal_recurrent_",
+    "parse_remedy",
     "reinit",
     "reinit_",
+    "remedy",
     "replace_rnn",
     "replace_rnn_",
     "set_forget_bias",

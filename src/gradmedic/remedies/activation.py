@@ -28,17 +28,20 @@ from __future__ import annotations
 
 import copy
 import fnmatch
-import inspect
-import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
-import torch
-import torch.nn.functional as F
 from torch import nn
 
 from gradmedic.errors import ConfigError, unknown_name
-from gradmedic.nn.activations import ACTIVATION_TYPES, is_activation
+from gradmedic.nn.activations import (
+    ACTIVATION_TYPES,
+    KINDS,
+    SWAP_TARGETS,
+    is_activation,
+    kind_of,
+    make_activation,
+)
 from gradmedic.remedies.base import (
     WEIGHTED_TYPES,
     RemedyReport,
@@ -46,58 +49,14 @@ from gradmedic.remedies.base import (
     maybe_copy,
     set_submodule,
 )
-from gradmedic.zoo import make_activation
+from gradmedic.remedies.functional import find_functional_activations, rewrite_functional
+from gradmedic.remedies.registry import remedy
 
 __all__ = [
-    "SWAP_TARGETS",
-    "find_functional_activations",
     "output_activations",
     "swap_activation",
     "swap_activation_",
 ]
-
-#: Names ``to=`` accepts.
-SWAP_TARGETS: tuple[str, ...] = (
-    "leaky_relu",
-    "relu",
-    "elu",
-    "gelu",
-    "silu",
-    "selu",
-    "tanh",
-    "sigmoid",
-)
-
-_CLASS_TO_NAME = {
-    nn.LeakyReLU: "leaky_relu",
-    nn.ReLU: "relu",
-    nn.ELU: "elu",
-    nn.GELU: "gelu",
-    nn.SiLU: "silu",
-    nn.SELU: "selu",
-    nn.Tanh: "tanh",
-    nn.Sigmoid: "sigmoid",
-}
-
-# functional activations torch.fx can see, by what they compute
-_FUNCTIONS: dict[Any, str] = {
-    torch.sigmoid: "sigmoid",
-    torch.tanh: "tanh",
-    torch.relu: "relu",
-    F.sigmoid: "sigmoid",
-    F.tanh: "tanh",
-    F.relu: "relu",
-    F.leaky_relu: "leaky_relu",
-    F.elu: "elu",
-    F.gelu: "gelu",
-    F.silu: "silu",
-    F.selu: "selu",
-}
-_METHODS = {"sigmoid": "sigmoid", "tanh": "tanh", "relu": "relu", "sigmoid_": "sigmoid"}
-_SOURCE_CALL = re.compile(
-    r"(?:torch\.(?:nn\.functional\.)?|\bF\.)(sigmoid|tanh|relu|leaky_relu|elu|gelu|silu|selu)\s*\("
-    r"|\.(sigmoid|tanh|relu)\s*\(\s*\)"
-)
 
 
 def _describe(mod: nn.Module) -> str:
@@ -116,11 +75,11 @@ def _target_factory(
         template = to
         return _describe(template), lambda: copy.deepcopy(template)
     if isinstance(to, type) and issubclass(to, nn.Module):
-        if to not in _CLASS_TO_NAME:
-            raise unknown_name(
-                "activation class", to.__name__, [c.__name__ for c in _CLASS_TO_NAME]
-            )
-        to = _CLASS_TO_NAME[to]
+        kind = kind_of(to)
+        if kind is None or kind.name not in SWAP_TARGETS:
+            valid = [KINDS[n].torch_type.__name__ for n in SWAP_TARGETS]
+            raise unknown_name("activation class", to.__name__, valid)
+        to = kind.name
     name = str(to).strip().lower()
     base = name.split("(")[0].strip()
     if base not in SWAP_TARGETS:
@@ -174,49 +133,21 @@ def _selected(name: str, mod: nn.Module, where: Any) -> bool:
     )
 
 
+def _kind_name(cls: type[nn.Module] | None) -> str | None:
+    k = kind_of(cls) if cls is not None else None
+    return None if k is None else k.name
+
+
 def _fn_selected(kind: str, where: Any) -> bool:
     if where is None:
         return True
     if isinstance(where, str):
-        cls = _type_by_name(where)
-        return cls is not None and _CLASS_TO_NAME.get(cls) == kind
+        return _kind_name(_type_by_name(where)) == kind
     if isinstance(where, type):
-        return _CLASS_TO_NAME.get(where) == kind
+        return _kind_name(where) == kind
     if isinstance(where, Iterable):
         return any(_fn_selected(kind, w) for w in where)
     return False
-
-
-def find_functional_activations(model: nn.Module) -> list[dict[str, Any]]:
-    """Activations called as functions in the ``forward`` of the model's own (non-torch)
-    module classes, found by reading their source: ``[{"class", "line", "call", "kind"}]``."""
-    found: list[dict[str, Any]] = []
-    seen: set[type] = set()
-    for mod in model.modules():
-        cls = type(mod)
-        if cls in seen or cls.__module__.startswith("torch."):
-            continue
-        seen.add(cls)
-        try:
-            lines, start = inspect.getsourcelines(cls.forward)
-        except (OSError, TypeError):
-            continue
-        for i, line in enumerate(lines):
-            code = line.split("#", 1)[0]
-            for m in _SOURCE_CALL.finditer(code):
-                found.append(
-                    {
-                        "class": cls.__name__,
-                        "line": start + i,
-                        "call": (
-                            f"{m.group(0).rstrip('( ')}(...)"
-                            if m.group(1)
-                            else m.group(0).replace(" ", "")
-                        ),
-                        "kind": m.group(1) or m.group(2),
-                    }
-                )
-    return found
 
 
 def _swap_modules(model: nn.Module, where: Any, factory: Any, label: str, rep: RemedyReport) -> int:
@@ -256,7 +187,16 @@ def _swap(
     n = _swap_modules(model, where, factory, label, rep)
     calls = [c for c in find_functional_activations(model) if _fn_selected(c["kind"], where)]
     if calls:
-        gm = _fx_rewrite(model, where, factory, label, rep) if fx else None
+        gm = None
+        if fx:
+            gm = rewrite_functional(
+                model,
+                lambda kind: _fn_selected(kind, where),
+                factory,
+                label,
+                rep,
+                keep_output=where is None,
+            )
         if gm is not None:
             model_out = gm
         else:
@@ -299,7 +239,7 @@ def _spec(label: str) -> str:
         return f"swap-activation(to=leaky_relu,slope={low[len('leakyrelu(') : -1]})"
     if low.startswith("elu("):
         return f"swap-activation(to=elu,alpha={low[4:-1]})"
-    return f"swap-activation(to={_CLASS_TO_NAME.get(getattr(nn, label, None), low)})"
+    return f"swap-activation(to={_kind_name(getattr(nn, label, None)) or low})"
 
 
 def _nothing_selected(model: nn.Module, where: Any) -> None:
@@ -313,49 +253,6 @@ def _nothing_selected(model: nn.Module, where: Any) -> None:
     raise ConfigError(
         f"swap-activation found no activation {what}; activations in the model: {', '.join(acts)}"
     )
-
-
-def _fx_rewrite(
-    model: nn.Module, where: Any, factory: Any, label: str, rep: RemedyReport
-) -> nn.Module | None:
-    try:
-        import torch.fx as fx
-
-        gm = fx.symbolic_trace(model)
-    except Exception as exc:  # torch.fx raises many kinds on data-dependent control flow
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        rep.details["fx_error"] = f"{type(exc).__name__}: {first}"
-        return None
-    graph = gm.graph
-    k = 0
-    for node in list(graph.nodes):
-        kind = None
-        if node.op == "call_function" and node.target in _FUNCTIONS:
-            kind = _FUNCTIONS[node.target]
-        elif node.op == "call_method" and node.target in _METHODS:
-            kind = _METHODS[node.target]
-        if kind is None or not _fn_selected(kind, where):
-            continue
-        if where is None and any(u.op == "output" for u in node.users):
-            rep.warnings.append(
-                f"kept functional output activation {node.name} ({kind}): it is paired with "
-                "the loss; use fix-loss"
-            )
-            continue
-        sub = f"swapped_act_{k}"
-        while hasattr(gm, sub):
-            k += 1
-            sub = f"swapped_act_{k}"
-        gm.add_submodule(sub, factory())
-        with graph.inserting_after(node):
-            new = graph.call_module(sub, args=(node.args[0],))
-        node.replace_all_uses_with(new)
-        graph.erase_node(node)
-        rep.changes.append(f"{node.name} (functional {kind}) -> {label} as module {sub} (torch.fx)")
-        k += 1
-    graph.lint()
-    gm.recompile()
-    return gm
 
 
 def swap_activation(
@@ -377,3 +274,28 @@ def swap_activation(
     """
     target = _target_factory(to, slope, alpha)  # a bad target fails before the model is copied
     return _swap(maybe_copy(model, inplace), target, where, fx=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# registration
+
+
+def _has_hidden_activation(model: nn.Module) -> str | None:
+    outs = output_activations(model)
+    hidden = [n for n, m in leaf_modules(model) if is_activation(m) and n not in outs]
+    if hidden or find_functional_activations(model):
+        return None
+    return "it has no hidden activation module and no functional activation call in forward"
+
+
+@remedy("swap-activation", order=20, applies=_has_hidden_activation)
+def _swap_activation_remedy(
+    model: nn.Module,
+    /,
+    to: str = "leaky_relu",
+    slope: float | None = None,
+    alpha: float | None = None,
+    where: str | None = None,
+) -> tuple[nn.Module, RemedyReport]:
+    """replace saturating activations (sigmoid/tanh) by ones that keep a slope"""
+    return swap_activation(model, to, where=where, slope=slope, alpha=alpha, inplace=True)

@@ -9,14 +9,13 @@ in-place operations do in torch.
 from __future__ import annotations
 
 import copy
-import math
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
 from torch import nn
 
+from gradmedic._json import to_jsonable
+from gradmedic.errors import ModelError
 from gradmedic.nn.activations import is_activation
 
 __all__ = [
@@ -24,10 +23,10 @@ __all__ = [
     "NORM_TYPES",
     "WEIGHTED_TYPES",
     "RemedyReport",
-    "activation_spec",
     "following_activations",
     "leaf_modules",
     "maybe_copy",
+    "require_weighted_layers",
     "set_submodule",
     "weighted_layers",
 ]
@@ -97,7 +96,7 @@ class RemedyReport:
             "loss": self.loss,
             "grad_transform": getattr(gt, "spec", None) if gt is not None else None,
             "lr_factor": self.lr_factor,
-            "details": _jsonable(self.details),
+            "details": to_jsonable(self.details),
         }
 
     def __str__(self) -> str:
@@ -105,20 +104,6 @@ class RemedyReport:
         lines += [f"  {c}" for c in self.changes]
         lines += [f"  warning: {w}" for w in self.warnings]
         return "\n".join(lines)
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return str(obj)
-    if isinstance(obj, (str, int, float, bool)) or obj is None:
-        return obj
-    if isinstance(obj, torch.Tensor) and obj.numel() == 1:
-        return float(obj)
-    return str(obj)
 
 
 def maybe_copy(model: nn.Module, inplace: bool) -> nn.Module:
@@ -134,6 +119,17 @@ def leaf_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
 def weighted_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """Linear and Conv layers in registration order."""
     return [(n, m) for n, m in model.named_modules() if isinstance(m, WEIGHTED_TYPES)]
+
+
+def require_weighted_layers(model: nn.Module, what: str) -> list[tuple[str, nn.Module]]:
+    """:func:`weighted_layers`, or ModelError naming the remedy ``what`` when there are none."""
+    layers = weighted_layers(model)
+    if not layers:
+        raise ModelError(
+            f"remedy '{what}' does not apply to {type(model).__name__}: it has no nn.Linear or "
+            "nn.Conv layer to re-initialise"
+        )
+    return layers
 
 
 def following_activations(model: nn.Module) -> dict[str, nn.Module | None]:
@@ -162,40 +158,8 @@ def following_activations(model: nn.Module) -> dict[str, nn.Module | None]:
     return out
 
 
-#: Activation classes without parameters, by exact class, in the zoo/theory syntax.
-_PLAIN_ACTIVATION_NAMES: dict[type[nn.Module], str] = {
-    nn.Sigmoid: "sigmoid",
-    nn.Tanh: "tanh",
-    nn.ReLU: "relu",
-    nn.SELU: "selu",
-    nn.GELU: "gelu",
-    nn.SiLU: "silu",
-    nn.Softsign: "softsign",
-}
-
-
-def activation_spec(module: nn.Module | None) -> str | None:
-    """The activation name in the zoo/theory syntax (``leaky_relu(0.01)``, ``elu(1.0)``), or
-    ``None`` for no activation (linear) and for kinds without a name there."""
-    if module is None:
-        return "linear"
-    if isinstance(module, nn.LeakyReLU):
-        return f"leaky_relu({module.negative_slope:g})"
-    if isinstance(module, nn.ELU):
-        return f"elu({float(module.alpha):g})"
-    if isinstance(module, nn.ReLU6):
-        return "relu6"
-    if isinstance(module, nn.Hardtanh):
-        return f"hardtanh({float(module.min_val):g}, {float(module.max_val):g})"
-    return _PLAIN_ACTIVATION_NAMES.get(type(module))  # exact class: a subclass may differ
-
-
 def set_submodule(model: nn.Module, name: str, new: nn.Module) -> None:
     """Replace the submodule at qualified ``name`` (``"rnn"``, ``"3.branch.1"``) by ``new``."""
     parent_name, _, attr = name.rpartition(".")
     parent = model.get_submodule(parent_name) if parent_name else model
     setattr(parent, attr, new)
-
-
-def iter_params(model: nn.Module) -> Iterator[nn.Parameter]:
-    return (p for p in model.parameters() if p.requires_grad)

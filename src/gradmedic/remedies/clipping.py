@@ -37,9 +37,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from gradmedic._callspec import parse_call
-from gradmedic.errors import ConfigError, unknown_name
+from gradmedic.errors import ConfigError
+from gradmedic.remedies.base import RemedyReport
+from gradmedic.remedies.registry import parse_remedy, remedy
 
 __all__ = [
     "AGC",
@@ -293,18 +296,15 @@ CLIPPERS: dict[str, type[Clipper]] = {
     "autoclip": AutoClip,
 }
 
-_PARAMS = {
-    "clip-grad-norm": ("max_norm",),
-    "clip-grad-value": ("clip_value",),
-    "agc": ("clip_factor", "eps", "skip_last"),
-    "autoclip": ("percentile",),
-}
-
 
 def make_clipper(spec: Any) -> Clipper | None:
     """Build a clipper from a remedy spec (``clip-grad-norm(max_norm=0.5)``, ``agc``,
-    ``autoclip(percentile=10)``, a :class:`~gradmedic.diagnosis.findings.Prescription`), or
+    ``autoclip(percentile=10)``, a :class:`~gradmedic.diagnosis.finding.Prescription`), or
     return ``None`` when ``spec`` names a remedy that is not a clipper (``reinit(...)``).
+
+    The parameters are bound by the remedy registry (:func:`~gradmedic.remedies.registry.
+    parse_remedy`): unknown ones raise UnknownNameError listing the valid ones, bad values
+    ConfigError.
 
     >>> make_clipper("clip-grad-norm(max_norm=0.5)")
     ClipGradNorm<clip-grad-norm(max_norm=0.5)>
@@ -315,18 +315,62 @@ def make_clipper(spec: Any) -> Clipper | None:
         return None
     if isinstance(spec, Clipper):
         return spec
-    name, args, kwargs = parse_call(str(spec), what="remedy")
+    name = parse_call(str(spec), what="remedy")[0]
     if name not in CLIPPERS:
         return None
-    valid = _PARAMS[name]
-    if len(args) > len(valid):
-        raise ConfigError(
-            f"remedy '{spec}' takes at most {len(valid)} positional argument(s); "
-            f"write it as {name}({', '.join(f'{v}=...' for v in valid)})"
-        )
-    bound = dict(zip(valid, args, strict=False))
-    for key, value in kwargs.items():
-        if key not in valid:
-            raise unknown_name(f"parameter of remedy '{name}'", key, valid)
-        bound[key] = value
-    return CLIPPERS[name](**bound)
+    _, params = parse_remedy(spec)
+    return CLIPPERS[name](**params)
+
+
+# ---------------------------------------------------------------------------------------------
+# registration: the training-side remedies (the model is left unchanged)
+
+
+def _training(clipper: Clipper) -> RemedyReport:
+    rep = RemedyReport(spec=clipper.spec, grad_transform=clipper)
+    rep.changes.append(
+        f"training: {clipper.spec} between loss.backward() and optimizer.step() (model unchanged)"
+    )
+    return rep
+
+
+@remedy("clip-grad-norm", order=110)
+def _clip_grad_norm_remedy(
+    model: nn.Module, /, max_norm: float = 1.0
+) -> tuple[nn.Module, RemedyReport]:
+    """clip the global gradient norm (Pascanu et al. 2013)"""
+    return model, _training(ClipGradNorm(max_norm))
+
+
+@remedy("clip-grad-value", order=120)
+def _clip_grad_value_remedy(
+    model: nn.Module, /, clip_value: float = 1.0
+) -> tuple[nn.Module, RemedyReport]:
+    """clip every gradient element to [-c, c]"""
+    return model, _training(ClipGradValue(clip_value))
+
+
+@remedy("agc", order=130)
+def _agc_remedy(
+    model: nn.Module, /, clip_factor: float = 0.01, eps: float = 1e-3, skip_last: bool = False
+) -> tuple[nn.Module, RemedyReport]:
+    """adaptive unit-wise gradient clipping (Brock et al. 2021)"""
+    return model, _training(AGC(clip_factor, eps, skip_last=skip_last))
+
+
+@remedy("autoclip", order=140)
+def _autoclip_remedy(
+    model: nn.Module, /, percentile: float = 10.0
+) -> tuple[nn.Module, RemedyReport]:
+    """clip to a percentile of the norms seen so far (Seetharaman et al. 2020)"""
+    return model, _training(AutoClip(percentile))
+
+
+@remedy("lower-lr", order=150)
+def _lower_lr_remedy(model: nn.Module, /, factor: float = 0.1) -> tuple[nn.Module, RemedyReport]:
+    """multiply the learning rate by factor"""
+    if not factor > 0 or not math.isfinite(factor):
+        raise ConfigError(f"lower-lr: factor={factor!r} must be a positive number; e.g. factor=0.1")
+    rep = RemedyReport(spec=f"lower-lr(factor={float(factor):g})", lr_factor=float(factor))
+    rep.changes.append(f"training: learning rate x {float(factor):g} (model unchanged)")
+    return model, rep

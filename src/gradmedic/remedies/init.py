@@ -10,9 +10,9 @@ the activation that *follows* each layer (see
   eq. 10) or ``fan_out`` (backward, eq. 14) and the gain of the following activation
   (ReLU ``sqrt 2``, leaky ReLU ``sqrt(2 / (1 + a^2))``, tanh ``5/3``, sigmoid/linear 1).
 - ``orthogonal`` (Saxe et al. 2014): a random orthogonal matrix times the activation's gain.
-- ``lsuv`` (Mishkin & Matas 2016): orthogonal pre-init, then for each layer in forward order
-  ``W <- W / std(layer output)`` on a batch until ``|std - 1| < tol`` (0.1) or ``max_iter``
-  (10) rescales; needs a batch ``x``.
+- ``lsuv`` (Mishkin & Matas 2016; :func:`gradmedic.remedies.lsuv.lsuv_`): orthogonal
+  pre-init, then for each layer in forward order ``W <- W / std(layer output)`` on a batch
+  until ``|std - 1| < tol`` (0.1) or ``max_iter`` (10) rescales; needs a batch ``x``.
 - ``critical`` (Poole et al. 2016; Schoenholz et al. 2017): ``W ~ N(0, sw2 / fan_in)``,
   ``b ~ N(0, sb2)`` with ``sw2`` on the order/chaos line ``chi1(sw2, sb2) = 1`` of the
   following activation, from :func:`gradmedic.theory.critical_sigma_w2` (ReLU: 2, tanh at
@@ -38,20 +38,22 @@ from typing import Any
 import torch
 from torch import nn
 
-from gradmedic.errors import ConfigError, DataError, ModelError, unknown_name
+from gradmedic.errors import ConfigError, DataError, unknown_name
+from gradmedic.nn.activations import spec_of, theory_spec
+from gradmedic.nn.init_gain import activation_gain
 from gradmedic.remedies.base import (
     RemedyReport,
-    activation_spec,
     following_activations,
     maybe_copy,
+    require_weighted_layers,
     weighted_layers,
 )
-from gradmedic.zoo import activation_gain
+from gradmedic.remedies.lsuv import lsuv_
+from gradmedic.remedies.registry import remedy
 
 __all__ = [
     "SCHEMES",
     "find_residual_branches",
-    "lsuv_",
     "reinit",
     "reinit_",
     "zero_init_residual",
@@ -68,14 +70,12 @@ def _fans(w: torch.Tensor) -> tuple[int, int]:
 
 
 def _gain(act: nn.Module | None) -> float:
-    spec = activation_spec(act)
-    if spec is None:
-        return 1.0
-    return float(activation_gain(spec))
+    spec = spec_of(act)
+    return 1.0 if spec is None else activation_gain(spec)
 
 
 def _act_label(act: nn.Module | None) -> str:
-    spec = activation_spec(act)
+    spec = spec_of(act)
     return spec if spec is not None else type(act).__name__.lower()
 
 
@@ -86,27 +86,6 @@ def _check_scheme(scheme: str) -> str:
     if s not in SCHEMES:
         raise unknown_name("init scheme", s, SCHEMES)
     return s
-
-
-def _layers_or_raise(model: nn.Module, what: str) -> list[tuple[str, nn.Module]]:
-    layers = weighted_layers(model)
-    if not layers:
-        raise ModelError(
-            f"remedy '{what}' does not apply to {type(model).__name__}: it has no nn.Linear or "
-            "nn.Conv layer to re-initialise"
-        )
-    return layers
-
-
-def _as_input(x: Any) -> torch.Tensor:
-    if isinstance(x, (tuple, list)) and x and isinstance(x[0], torch.Tensor):
-        x = x[0]
-    if not isinstance(x, torch.Tensor):
-        raise DataError(
-            "LSUV needs a batch of inputs: pass x=<tensor of shape (batch, ...)>, e.g. "
-            "x, _ = data.fixed_batch(256) or data_batch=(x, y) to apply()"
-        )
-    return x
 
 
 def reinit_(
@@ -145,7 +124,7 @@ def reinit_(
                 "reinit(scheme=lsuv) needs a batch of data: pass x=<inputs> (or data_batch= to "
                 "apply()); LSUV scales each layer by the std of its output on that batch"
             )
-        details = lsuv_(model, _as_input(x), tol=tol, max_iter=max_iter, seed=seed)
+        details = lsuv_(model, x, tol=tol, max_iter=max_iter, seed=seed)
         rep = RemedyReport(spec=spec, details={"lsuv": details})
         for name, d in details.items():
             rep.changes.append(
@@ -153,7 +132,7 @@ def reinit_(
                 f"({d['tries']} rescale(s), output std {d['std']:.3f})"
             )
         return rep
-    layers = _layers_or_raise(model, spec)
+    layers = require_weighted_layers(model, spec)
     follows = following_activations(model)
     if seed is not None:
         torch.manual_seed(seed)
@@ -197,7 +176,7 @@ def reinit_(
 def _critical_sw2(act: nn.Module | None, sb2: float) -> float:
     from gradmedic import theory
 
-    spec = activation_spec(act)
+    spec = "linear" if act is None else theory_spec(act)
     if spec is None:
         raise ConfigError(
             f"reinit(scheme=critical) has no mean-field theory for {type(act).__name__}; "
@@ -224,116 +203,6 @@ def reinit(
     """Non-destructive :func:`reinit_`: returns ``(re-initialised copy, report)``."""
     new = maybe_copy(model, inplace=False)
     return new, reinit_(new, scheme, x=x, **kwargs)
-
-
-class _Stop(Exception):
-    """Raised by a hook to cut a forward pass short once the wanted output is captured."""
-
-
-def _forward_order(model: nn.Module, x: torch.Tensor) -> list[tuple[str, nn.Module]]:
-    """Weighted layers in the order a forward pass on ``x`` first calls them."""
-    order: list[tuple[str, nn.Module]] = []
-    seen: set[int] = set()
-    handles = []
-    for name, layer in weighted_layers(model):
-
-        def hook(mod: nn.Module, inp: Any, out: Any, name: str = name) -> None:
-            if id(mod) not in seen:
-                seen.add(id(mod))
-                order.append((name, mod))
-
-        handles.append(layer.register_forward_hook(hook))
-    try:
-        model(x)
-    finally:
-        for h in handles:
-            h.remove()
-    return order
-
-
-def _output_std(model: nn.Module, layer: nn.Module, x: torch.Tensor) -> float:
-    box: list[torch.Tensor] = []
-
-    def hook(mod: nn.Module, inp: Any, out: Any) -> None:
-        box.append(out.detach())
-        raise _Stop
-
-    h = layer.register_forward_hook(hook)
-    try:
-        model(x)
-    except _Stop:
-        pass
-    finally:
-        h.remove()
-    if not box:
-        raise ModelError(f"LSUV: layer {type(layer).__name__} was not called by the forward pass")
-    return float(box[0].double().std())
-
-
-def lsuv_(
-    model: nn.Module,
-    x: torch.Tensor,
-    *,
-    tol: float = 0.1,
-    max_iter: int = 10,
-    needed_std: float = 1.0,
-    seed: int | None = None,
-) -> dict[str, dict[str, float]]:
-    """Layer-sequential unit-variance init (Mishkin & Matas 2016), in place.
-
-    1. Pre-initialise every Linear/Conv weight with a random orthogonal matrix (Saxe et al.
-       2014) and zero its bias.
-    2. For each layer in forward order: forward ``x``, measure the std of the layer's output
-       (all elements), and while ``|std - needed_std| >= tol`` and fewer than ``max_iter``
-       rescales were made, set ``W <- W * needed_std / std``.
-
-    The forward pass is cut short after the layer being calibrated (a hook raises), and runs
-    under ``torch.no_grad()`` in eval mode (BatchNorm statistics and dropout are left alone);
-    the model's train/eval mode is restored afterwards. Layers the forward pass never reaches
-    (e.g. auxiliary heads in eval mode) keep the orthogonal pre-init.
-
-    Returns: ``{layer name: {"std": final output std, "tries": rescales made, "scale": product
-    of the rescale factors}}``.
-
-    >>> from torch import nn
-    >>> net = nn.Sequential(*[nn.Linear(32, 32, bias=False) for _ in range(5)])
-    >>> out = lsuv_(net, torch.randn(256, 32) * 3)
-    >>> all(abs(d["std"] - 1) < 0.1 for d in out.values())
-    True
-    """
-    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or tol <= 0:
-        raise ConfigError(f"LSUV tol must be a positive number, got {tol!r}; e.g. tol=0.1")
-    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
-        raise ConfigError(f"LSUV max_iter must be an integer >= 1, got {max_iter!r}")
-    x = _as_input(x)
-    _layers_or_raise(model, "reinit(scheme=lsuv)")
-    if seed is not None:
-        torch.manual_seed(seed)
-    was_training = model.training
-    model.eval()
-    result: dict[str, dict[str, float]] = {}
-    try:
-        with torch.no_grad():
-            for _, layer in weighted_layers(model):
-                nn.init.orthogonal_(layer.weight)
-                if getattr(layer, "bias", None) is not None:
-                    layer.bias.zero_()
-            for name, layer in _forward_order(model, x):
-                scale = 1.0
-                tries = 0
-                std = _output_std(model, layer, x)
-                while abs(std - needed_std) >= tol and tries < max_iter:
-                    if not (std > 0 and math.isfinite(std)):
-                        break
-                    factor = needed_std / std
-                    layer.weight.mul_(factor)
-                    scale *= factor
-                    tries += 1
-                    std = _output_std(model, layer, x)
-                result[name] = {"std": std, "tries": tries, "scale": scale}
-    finally:
-        model.train(was_training)
-    return result
 
 
 def find_residual_branches(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -378,3 +247,38 @@ def zero_init_residual(model: nn.Module) -> tuple[nn.Module, RemedyReport]:
     """Non-destructive :func:`zero_init_residual_`: returns ``(copy, report)``."""
     new = maybe_copy(model, inplace=False)
     return new, zero_init_residual_(new)
+
+
+# ---------------------------------------------------------------------------------------------
+# registration
+
+
+def _has_weighted_layers(model: nn.Module) -> str | None:
+    return None if weighted_layers(model) else "it has no nn.Linear or nn.Conv layer"
+
+
+def _has_residual_branches(model: nn.Module) -> str | None:
+    return None if find_residual_branches(model) else "it has no residual block (a .branch)"
+
+
+@remedy("reinit", order=50, applies=_has_weighted_layers)
+def _reinit_remedy(
+    model: nn.Module,
+    /,
+    scheme: str = "kaiming",
+    mode: str = "fan_in",
+    sb2: float = 0.0,
+    tol: float = 0.1,
+    max_iter: int = 10,
+    *,
+    batch: torch.Tensor | None = None,
+) -> tuple[nn.Module, RemedyReport]:
+    """re-initialise Linear/Conv weights (xavier, kaiming, orthogonal, lsuv, critical)"""
+    rep = reinit_(model, scheme, x=batch, mode=mode, sb2=sb2, tol=tol, max_iter=max_iter)
+    return model, rep
+
+
+@remedy("zero-init-residual", order=60, applies=_has_residual_branches)
+def _zero_init_residual_remedy(model: nn.Module, /) -> tuple[nn.Module, RemedyReport]:
+    """zero the last layer of each residual branch (Fixup/SkipInit)"""
+    return model, zero_init_residual_(model)

@@ -20,6 +20,7 @@ from torch import nn
 
 from gradmedic.errors import ConfigError
 from gradmedic.remedies.base import RemedyReport, leaf_modules, maybe_copy, set_submodule
+from gradmedic.remedies.registry import remedy
 
 __all__ = ["final_output_module", "fix_loss", "fix_loss_"]
 
@@ -114,3 +115,24 @@ def fix_loss(
     if spec == "bce-logits":
         return new, nn.BCEWithLogitsLoss(reduction=reduction)
     return new, nn.CrossEntropyLoss(reduction=reduction)
+
+
+# ---------------------------------------------------------------------------------------------
+# registration
+
+
+def _ends_in_sigmoid_or_softmax(model: nn.Module) -> str | None:
+    last = final_output_module(model)
+    if last is not None and isinstance(last[1], (nn.Sigmoid, nn.Softmax)):
+        return None
+    found = type(last[1]).__name__ if last else "nothing"
+    return f"its last module is {found}, not a Sigmoid or Softmax to fuse into the loss"
+
+
+@remedy("fix-loss", order=100, applies=_ends_in_sigmoid_or_softmax)
+def _fix_loss_remedy(
+    model: nn.Module, /, to: str | None = None, *, loss: Any = None
+) -> tuple[nn.Module, RemedyReport]:
+    """fuse a final Sigmoid/Softmax into BCEWithLogitsLoss/CrossEntropyLoss"""
+    _, rep = fix_loss_(model, loss, to)
+    return model, rep

@@ -31,6 +31,7 @@ from torch import nn
 
 from gradmedic.errors import ConfigError
 from gradmedic.remedies.base import RemedyReport, maybe_copy, set_submodule
+from gradmedic.remedies.registry import remedy
 
 __all__ = [
     "orthogonal_recurrent",
@@ -182,3 +183,42 @@ def orthogonal_recurrent(
     """Non-destructive :func:`orthogonal_recurrent_`: returns ``(copy, report)``."""
     new = maybe_copy(model, inplace=False)
     return new, orthogonal_recurrent_(new, gain, seed=seed)
+
+
+# ---------------------------------------------------------------------------------------------
+# registration
+
+
+def _has_rnn(model: nn.Module) -> str | None:
+    return None if recurrent_modules(model, nn.RNN) else "it has no nn.RNN module"
+
+
+def _has_lstm_bias(model: nn.Module) -> str | None:
+    ok = [m for _, m in recurrent_modules(model, nn.LSTM) if m.bias]
+    return None if ok else "it has no nn.LSTM module with biases"
+
+
+def _has_recurrent(model: nn.Module) -> str | None:
+    return None if recurrent_modules(model) else "it has no nn.RNN, nn.LSTM or nn.GRU module"
+
+
+@remedy("replace-rnn", order=10, applies=_has_rnn)
+def _replace_rnn_remedy(
+    model: nn.Module, /, to: str = "lstm", forget_bias: float | None = 1.0
+) -> tuple[nn.Module, RemedyReport]:
+    """replace nn.RNN with nn.LSTM or nn.GRU of the same sizes"""
+    return model, replace_rnn_(model, to, forget_bias=forget_bias)
+
+
+@remedy("orthogonal-recurrent", order=70, applies=_has_recurrent)
+def _orthogonal_recurrent_remedy(
+    model: nn.Module, /, gain: float = 1.0
+) -> tuple[nn.Module, RemedyReport]:
+    """orthogonal hidden-to-hidden weights (all singular values = gain)"""
+    return model, orthogonal_recurrent_(model, gain)
+
+
+@remedy("forget-bias", order=80, applies=_has_lstm_bias)
+def _forget_bias_remedy(model: nn.Module, /, value: float = 1.0) -> tuple[nn.Module, RemedyReport]:
+    """set the LSTM forget-gate bias (sum of PyTorch's two bias vectors)"""
+    return model, set_forget_bias_(model, value)

@@ -1,7 +1,24 @@
-"""The remedy registry: names, parameters, applicability, and :func:`apply` by spec.
+"""The remedy registry: the :func:`remedy` decorator, spec parsing and :func:`apply`.
+
+A remedy is one function, registered where it is implemented (one module per family:
+activation, init, structure, recurrent, loss, clipping)::
+
+    @remedy("add-norm", order=40, applies=_norm_applies)
+    def _add_norm(model: nn.Module, /, kind: str = "batch") -> tuple[nn.Module, RemedyReport]:
+        '''insert BatchNorm/LayerNorm after each hidden Linear/Conv'''
+        return add_norm(model, kind, inplace=True)
+
+Its parameters are read from the signature: the model comes first (positional-only), the
+remedy's parameters follow with their defaults and types (``str``, ``int``, ``float``,
+``bool``, ``X | None``), and keyword-only ``batch`` / ``loss`` ask for the data batch (LSUV)
+or the loss in use (``fix-loss``). The first docstring line is the summary. ``order`` places
+the remedy in a combination (structure first, then activation, init, heads, loss, training
+remedies); ``applies(model)`` returns None when the remedy applies, else the reason it does
+not.
 
 A remedy spec is ``name`` or ``name(key=value, ...)`` (the ``str()`` of a
-:class:`~gradmedic.diagnosis.findings.Prescription`); several join with ``+``::
+:class:`~gradmedic.diagnosis.finding.Prescription`), read by
+:func:`gradmedic._callspec.parse_call`; several join with ``+``::
 
     model, report = apply(model, "swap-activation(to=leaky_relu)+reinit(scheme=kaiming)")
 
@@ -12,403 +29,225 @@ it alone and put what the training loop needs in the report (``report.grad_trans
 
 from __future__ import annotations
 
+import inspect
+import typing
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from types import NoneType, UnionType
 from typing import Any
 
 import torch
 from torch import nn
 
-from gradmedic._callspec import _split_top, parse_call
+from gradmedic._callspec import parse_call, split_top
 from gradmedic.errors import ConfigError, unknown_name
-from gradmedic.nn.activations import is_activation
-from gradmedic.remedies.activation import (
-    find_functional_activations,
-    output_activations,
-    swap_activation,
-)
-from gradmedic.remedies.base import RemedyReport, leaf_modules, maybe_copy, weighted_layers
-from gradmedic.remedies.clipping import make_clipper
-from gradmedic.remedies.init import find_residual_branches, reinit_, zero_init_residual_
-from gradmedic.remedies.loss import final_output_module, fix_loss_
-from gradmedic.remedies.recurrent import (
-    orthogonal_recurrent_,
-    recurrent_modules,
-    replace_rnn_,
-    set_forget_bias_,
-)
-from gradmedic.remedies.structure import (
-    add_aux_heads,
-    add_norm,
-    add_residual,
-    norm_sites,
-    residual_runs,
-)
+from gradmedic.remedies.base import RemedyReport, maybe_copy
 
 __all__ = [
-    "ORDER",
     "REMEDIES",
     "Remedy",
     "applicable",
     "apply",
     "canonical_order",
     "parse_remedy",
+    "remedy",
     "split_specs",
 ]
 
+#: Keyword-only parameters a remedy function may declare to receive the run's context.
+CONTEXT = ("batch", "loss")
 
-@dataclass(frozen=True)
-class Remedy:
-    """One registered remedy.
-
-    ``check(model)`` returns ``None`` when the remedy applies, else the reason it does not
-    ("it has no nn.RNN module"). ``run(model, params, batch, loss)`` changes ``model`` in
-    place (it may return a different module object, e.g. a wrapper) and returns
-    ``(model, report)``.
-    """
-
-    name: str
-    kind: str  # "model" | "training" | "loss"
-    params: dict[str, Any]
-    summary: str
-    check: Callable[[nn.Module], str | None]
-    run: Callable[..., tuple[nn.Module, RemedyReport]]
-    needs_data: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-# ---------------------------------------------------------------------------------------------
-# applicability checks
-
-
-def _check_activation(model: nn.Module) -> str | None:
-    outs = output_activations(model)
-    hidden = [n for n, m in leaf_modules(model) if is_activation(m) and n not in outs]
-    if hidden or find_functional_activations(model):
-        return None
-    return "it has no hidden activation module and no functional activation call in forward"
-
-
-def _check_weighted(model: nn.Module) -> str | None:
-    return None if weighted_layers(model) else "it has no nn.Linear or nn.Conv layer"
-
-
-def _check_norm(model: nn.Module) -> str | None:
-    if norm_sites(model):
-        return None
-    return "no nn.Sequential holds a Linear/Conv followed by an activation without a norm"
-
-
-def _check_residual(model: nn.Module) -> str | None:
-    if residual_runs(model):
-        return None
-    return "no nn.Sequential has 2 consecutive same-shape Linear/Conv units to wrap"
-
-
-def _check_zero_res(model: nn.Module) -> str | None:
-    return None if find_residual_branches(model) else "it has no residual block (a .branch)"
-
-
-def _check_rnn(model: nn.Module) -> str | None:
-    return None if recurrent_modules(model, nn.RNN) else "it has no nn.RNN module"
-
-
-def _check_lstm(model: nn.Module) -> str | None:
-    ok = [m for _, m in recurrent_modules(model, nn.LSTM) if m.bias]
-    return None if ok else "it has no nn.LSTM module with biases"
-
-
-def _check_recurrent(model: nn.Module) -> str | None:
-    return None if recurrent_modules(model) else "it has no nn.RNN, nn.LSTM or nn.GRU module"
-
-
-def _check_aux(model: nn.Module) -> str | None:
-    if hasattr(model, "aux_heads"):
-        return "it already has auxiliary heads"
-    n = len(weighted_layers(model))
-    return None if n >= 3 else f"it needs at least 3 Linear/Conv layers, found {n}"
-
-
-def _check_loss(model: nn.Module) -> str | None:
-    last = final_output_module(model)
-    if last is not None and isinstance(last[1], (nn.Sigmoid, nn.Softmax)):
-        return None
-    found = type(last[1]).__name__ if last else "nothing"
-    return f"its last module is {found}, not a Sigmoid or Softmax to fuse into the loss"
+Check = Callable[[nn.Module], "str | None"]
 
 
 def _always(model: nn.Module) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class Remedy:
+    """One registered remedy.
+
+    ``params``: parameter name -> default; ``types``: parameter name -> annotation (both from
+    the function's signature). ``check(model)`` returns ``None`` when the remedy applies,
+    else the reason it does not ("it has no nn.RNN module"). ``fn(model, **params)`` changes
+    ``model`` in place (it may return a different module object, e.g. a wrapper) and returns
+    ``(model, report)``; ``context`` names the keyword-only arguments it takes (``batch``,
+    ``loss``).
+    """
+
+    name: str
+    order: int
+    summary: str
+    params: dict[str, Any]
+    types: dict[str, Any]
+    check: Check
+    fn: Callable[..., tuple[nn.Module, RemedyReport]]
+    context: tuple[str, ...] = ()
+
+    def run(
+        self, model: nn.Module, params: dict[str, Any], batch: Any = None, loss: Any = None
+    ) -> tuple[nn.Module, RemedyReport]:
+        """Apply the remedy in place with bound ``params`` (see :func:`parse_remedy`)."""
+        given = {"batch": batch, "loss": loss}
+        return self.fn(model, **params, **{k: given[k] for k in self.context})
+
+
+#: Every registered remedy by name, in :func:`canonical_order` (the ``order`` of each).
+REMEDIES: dict[str, Remedy] = {}
+
+
+def _signature(name: str, fn: Callable[..., Any]) -> tuple[dict, dict, tuple[str, ...]]:
+    """(defaults, types, context) of a remedy function; TypeError for a malformed one."""
+    sig = inspect.signature(fn)
+    hints = typing.get_type_hints(fn)
+    ps = list(sig.parameters.values())
+    if not ps or ps[0].kind is not inspect.Parameter.POSITIONAL_ONLY:
+        raise TypeError(f"remedy '{name}': the model must be the first, positional-only argument")
+    defaults: dict[str, Any] = {}
+    context: list[str] = []
+    for p in ps[1:]:
+        if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name in CONTEXT:
+            context.append(p.name)
+        elif p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD and p.default is not p.empty:
+            defaults[p.name] = p.default
+        else:
+            raise TypeError(
+                f"remedy '{name}': parameter '{p.name}' needs a default (keyword-only "
+                f"parameters may only be {', '.join(CONTEXT)})"
+            )
+    return defaults, {k: hints.get(k, Any) for k in defaults}, tuple(context)
+
+
+def remedy(
+    name: str, *, order: int, applies: Check | None = None
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register the decorated function as the remedy ``name`` (see the module docstring).
+
+    Raises TypeError at import time for a function whose signature does not follow the
+    convention, and ValueError for a name registered twice.
+    """
+
+    def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+        if name in REMEDIES:
+            raise ValueError(f"remedy '{name}' is registered twice")
+        defaults, types, context = _signature(name, fn)
+        summary = (inspect.getdoc(fn) or "").split("\n")[0].strip()
+        entry = Remedy(name, order, summary, defaults, types, applies or _always, fn, context)
+        items = sorted([*REMEDIES.values(), entry], key=lambda r: r.order)
+        REMEDIES.clear()
+        REMEDIES.update((r.name, r) for r in items)
+        return fn
+
+    return register
+
+
 # ---------------------------------------------------------------------------------------------
-# runners (in place on the given model)
-
-
-def _run_swap(m: nn.Module, p: dict[str, Any], batch: Any, loss: Any) -> Any:
-    return swap_activation(
-        m, p["to"], where=p["where"], slope=p["slope"], alpha=p["alpha"], inplace=True
-    )
-
-
-def _run_reinit(m: nn.Module, p: dict[str, Any], batch: Any, loss: Any) -> Any:
-    rep = reinit_(
-        m, p["scheme"], x=batch, mode=p["mode"], sb2=p["sb2"], tol=p["tol"], max_iter=p["max_iter"]
-    )
-    return m, rep
-
-
-def _run_norm(m: nn.Module, p: dict[str, Any], batch: Any, loss: Any) -> Any:
-    return add_norm(m, p["kind"], inplace=True)
-
-
-def _run_residual(m: nn.Module, p: dict[str, Any], batch: Any, loss: Any) -> Any:
-    return add_residual(m, block=p["block"], inplace=True)
-
-
-def _run_zero(m: nn.Module, p: dict[str, Any], batch: Any, loss: Any) -> Any:
-    return m, zero_init_residual_(m)
-
-
-def _run_replace(m: nn.Module, p: dict[str, Any], batch: Any, loss: Any) -> Any:
-    return m, replace_rnn_(m, p["to"], forget_bias=p["forget_bias"])
-
-
-def _run_forget(m: nn.Module, p: dict[str, Any], batch: Any, loss: Any) -> Any:
-    return m, set_forget_bias_(m, p["value"])
-
-
-def _run_orth(m: nn.Module, p: dict[str, Any], batch: Any, loss: Any) -> Any:
-    return m, orthogonal_recurrent_(m, p["gain"])
-
-
-def _run_aux(m: nn.Module, p: dict[str, Any], batch: Any, loss: Any) -> Any:
-    return add_aux_heads(m, at=p["at"], weight=p["weight"], inplace=True)
-
-
-def _run_fix_loss(m: nn.Module, p: dict[str, Any], batch: Any, loss: Any) -> Any:
-    _, rep = fix_loss_(m, loss, p["to"])
-    return m, rep
-
-
-def _clip_runner(name: str) -> Callable[..., Any]:
-    def run(m: nn.Module, p: dict[str, Any], batch: Any, loss: Any) -> Any:
-        args = ",".join(f"{k}={v}" for k, v in p.items() if v is not None)
-        clipper = make_clipper(f"{name}({args})")
-        rep = RemedyReport(spec=clipper.spec, grad_transform=clipper)  # type: ignore[union-attr]
-        rep.changes.append(
-            f"training: {clipper.spec} between loss.backward() and optimizer.step() "  # type: ignore[union-attr]
-            "(model unchanged)"
-        )
-        return m, rep
-
-    return run
-
-
-def _run_lr(m: nn.Module, p: dict[str, Any], batch: Any, loss: Any) -> Any:
-    f = p["factor"]
-    if isinstance(f, bool) or not isinstance(f, (int, float)) or not f > 0:
-        raise ConfigError(f"lower-lr: factor={f!r} must be a positive number; e.g. factor=0.1")
-    rep = RemedyReport(spec=f"lower-lr(factor={float(f):g})", lr_factor=float(f))
-    rep.changes.append(f"training: learning rate x {float(f):g} (model unchanged)")
-    return m, rep
-
-
-REMEDIES: dict[str, Remedy] = {
-    r.name: r
-    for r in [
-        Remedy(
-            "swap-activation",
-            "model",
-            {"to": "leaky_relu", "slope": None, "alpha": None, "where": None},
-            "replace saturating activations (sigmoid/tanh) by ones that keep a slope",
-            _check_activation,
-            _run_swap,
-        ),
-        Remedy(
-            "reinit",
-            "model",
-            {"scheme": "kaiming", "mode": "fan_in", "sb2": 0.0, "tol": 0.1, "max_iter": 10},
-            "re-initialise Linear/Conv weights (xavier, kaiming, orthogonal, lsuv, critical)",
-            _check_weighted,
-            _run_reinit,
-        ),
-        Remedy(
-            "add-norm",
-            "model",
-            {"kind": "batch"},
-            "insert BatchNorm/LayerNorm after each hidden Linear/Conv",
-            _check_norm,
-            _run_norm,
-        ),
-        Remedy(
-            "add-residual",
-            "model",
-            {"block": 2},
-            "wrap runs of same-shape layers in residual blocks x + F(x)",
-            _check_residual,
-            _run_residual,
-        ),
-        Remedy(
-            "zero-init-residual",
-            "model",
-            {},
-            "zero the last layer of each residual branch (Fixup/SkipInit)",
-            _check_zero_res,
-            _run_zero,
-        ),
-        Remedy(
-            "replace-rnn",
-            "model",
-            {"to": "lstm", "forget_bias": 1.0},
-            "replace nn.RNN with nn.LSTM or nn.GRU of the same sizes",
-            _check_rnn,
-            _run_replace,
-        ),
-        Remedy(
-            "forget-bias",
-            "model",
-            {"value": 1.0},
-            "set the LSTM forget-gate bias (sum of PyTorch's two bias vectors)",
-            _check_lstm,
-            _run_forget,
-        ),
-        Remedy(
-            "orthogonal-recurrent",
-            "model",
-            {"gain": 1.0},
-            "orthogonal hidden-to-hidden weights (all singular values = gain)",
-            _check_recurrent,
-            _run_orth,
-        ),
-        Remedy(
-            "add-aux-heads",
-            "model",
-            {"weight": 0.3, "at": None},
-            "auxiliary classifiers on intermediate layers (GoogLeNet), loss weight 0.3",
-            _check_aux,
-            _run_aux,
-        ),
-        Remedy(
-            "fix-loss",
-            "loss",
-            {"to": None},
-            "fuse a final Sigmoid/Softmax into BCEWithLogitsLoss/CrossEntropyLoss",
-            _check_loss,
-            _run_fix_loss,
-        ),
-        Remedy(
-            "clip-grad-norm",
-            "training",
-            {"max_norm": 1.0},
-            "clip the global gradient norm (Pascanu et al. 2013)",
-            _always,
-            _clip_runner("clip-grad-norm"),
-        ),
-        Remedy(
-            "clip-grad-value",
-            "training",
-            {"clip_value": 1.0},
-            "clip every gradient element to [-c, c]",
-            _always,
-            _clip_runner("clip-grad-value"),
-        ),
-        Remedy(
-            "agc",
-            "training",
-            {"clip_factor": 0.01, "eps": 1e-3},
-            "adaptive unit-wise gradient clipping (Brock et al. 2021)",
-            _always,
-            _clip_runner("agc"),
-        ),
-        Remedy(
-            "autoclip",
-            "training",
-            {"percentile": 10},
-            "clip to a percentile of the norms seen so far (Seetharaman et al. 2020)",
-            _always,
-            _clip_runner("autoclip"),
-        ),
-        Remedy(
-            "lower-lr",
-            "training",
-            {"factor": 0.1},
-            "multiply the learning rate by factor",
-            _always,
-            _run_lr,
-        ),
-    ]
-}
-REMEDIES["reinit"].extra["needs_data_for"] = ("lsuv",)
-
-#: Order in which a combination is applied: structure first, then activation, init, heads,
-#: loss, training-side remedies.
-ORDER: tuple[str, ...] = (
-    "replace-rnn",
-    "swap-activation",
-    "add-residual",
-    "add-norm",
-    "reinit",
-    "zero-init-residual",
-    "orthogonal-recurrent",
-    "forget-bias",
-    "add-aux-heads",
-    "fix-loss",
-    "clip-grad-norm",
-    "clip-grad-value",
-    "agc",
-    "autoclip",
-    "lower-lr",
-)
+# specs
 
 
 def split_specs(spec: Any) -> list[str]:
-    """``"a(x=1)+b"`` -> ``["a(x=1)", "b"]``; lists and Prescriptions are accepted."""
+    """``"a(x=1)+b"`` -> ``["a(x=1)", "b"]``; lists and Prescriptions are accepted.
+
+    Raises ConfigError for an empty spec or unbalanced parentheses.
+    """
     if isinstance(spec, (list, tuple)):
         return [s for item in spec for s in split_specs(item)]
     text = str(spec).strip()
     if not text:
         raise ConfigError("empty remedy spec; give a remedy name, e.g. reinit(scheme=kaiming)")
-    return [p.strip() for p in _split_top(text, "+", "remedy spec") if p.strip()]
+    return [p.strip() for p in split_top(text, "+", "remedy spec") if p.strip()]
+
+
+def _describe(tp: Any) -> str:
+    args = typing.get_args(tp) if typing.get_origin(tp) in (typing.Union, UnionType) else (tp,)
+    words = {bool: "true or false", int: "an integer", float: "a number", str: "a name"}
+    parts = [words.get(a, getattr(a, "__name__", str(a))) for a in args if a is not NoneType]
+    return " or ".join(parts) + (" (or none)" if NoneType in args else "")
+
+
+def _coerce(tp: Any, value: Any) -> tuple[bool, Any]:
+    """(ok, value converted to ``tp``): an int is a valid ``float`` (kept as given), numbers
+    become text for ``str`` (a module name ``3``), whole floats become ints for ``int``."""
+    if tp is Any:
+        return True, value
+    if typing.get_origin(tp) in (typing.Union, UnionType):
+        for arg in typing.get_args(tp):
+            ok, out = _coerce(arg, value)
+            if ok:
+                return True, out
+        return False, value
+    if tp is NoneType:
+        return value is None, value
+    if tp is bool:
+        return isinstance(value, bool), value
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is float:
+        return number, value
+    if tp is int:
+        whole = number and float(value).is_integer()
+        return whole, int(value) if whole else value
+    if tp is str:
+        return isinstance(value, str) or number, str(value) if number else value
+    return isinstance(value, tp), value
 
 
 def parse_remedy(spec: Any) -> tuple[Remedy, dict[str, Any]]:
-    """Look up one remedy spec and bind its parameters (defaults filled in).
+    """Look up one remedy spec and bind its parameters (defaults filled in, values checked
+    against the parameter types).
 
-    Unknown names raise :func:`~gradmedic.errors.unknown_name`; unknown parameters list the
-    valid ones.
+    Raises :class:`~gradmedic.errors.UnknownNameError` for an unknown remedy or parameter
+    (listing the valid ones) and ConfigError for too many arguments or a value of the wrong
+    type.
+
+    >>> parse_remedy("clip-grad-norm(0.5)")[1]
+    {'max_norm': 0.5}
     """
     name, args, kwargs = parse_call(str(spec), what="remedy")
     if name not in REMEDIES:
         raise unknown_name("remedy", name, REMEDIES)
-    remedy = REMEDIES[name]
-    names = list(remedy.params)
+    entry = REMEDIES[name]
+    names = list(entry.params)
     if len(args) > len(names):
         usage = ", ".join(f"{k}=..." for k in names) or "no parameters"
         raise ConfigError(f"remedy '{spec}' takes at most {len(names)} argument(s): {usage}")
-    bound = dict(remedy.params)
-    bound.update(zip(names, args, strict=False))
+    given = dict(zip(names, args, strict=False))
     for key, value in kwargs.items():
-        if key not in remedy.params:
+        if key not in entry.params:
             raise unknown_name(f"parameter of remedy '{name}'", key, names)
-        bound[key] = value
-    return remedy, bound
+        if key in given:
+            raise ConfigError(f"remedy '{spec}' gives {key} twice; keep one of them")
+        given[key] = value
+    bound = dict(entry.params)
+    for key, value in given.items():
+        ok, bound[key] = _coerce(entry.types[key], value)
+        if not ok:
+            raise ConfigError(
+                f"remedy '{name}': {key}={value!r} is invalid, it must be "
+                f"{_describe(entry.types[key])}; e.g. {name}({key}={entry.params[key]})"
+            )
+    return entry, bound
 
 
 def applicable(model: nn.Module) -> list[str]:
-    """Names of the remedies that apply to ``model`` (training remedies always do)."""
+    """Names of the remedies that apply to ``model`` in canonical order (training remedies
+    always apply)."""
     return [name for name, r in REMEDIES.items() if r.check(model) is None]
 
 
 def canonical_order(specs: Iterable[str]) -> list[str]:
-    """Sort remedy specs into :data:`ORDER` (stable within one remedy name)."""
-    specs = list(specs)
+    """Sort remedy specs by each remedy's ``order`` (stable within one remedy name; unknown
+    names last)."""
 
     def key(s: str) -> int:
-        name = parse_call(s, what="remedy")[0]
-        return ORDER.index(name) if name in ORDER else len(ORDER)
+        entry = REMEDIES.get(parse_call(s, what="remedy")[0])
+        return entry.order if entry is not None else 10**9
 
     return sorted(specs, key=key)
+
+
+# ---------------------------------------------------------------------------------------------
+# apply
 
 
 def _batch_input(data_batch: Any) -> torch.Tensor | None:
@@ -448,22 +287,26 @@ def apply(
     ``grad_transform`` (a clipper) and ``lr_factor``.
 
     Raises ConfigError naming the remedies that do apply when one does not, and
-    UnknownNameError for names that do not exist.
+    UnknownNameError for names that do not exist (every name is checked before the model
+    changes).
+
+    >>> from torch import nn
+    >>> _, rep = apply(nn.Sequential(nn.Linear(2, 2)), "lower-lr(factor=0.5)")
+    >>> rep.lr_factor
+    0.5
     """
-    parts = split_specs(spec)
-    bound = [parse_remedy(p) for p in parts]  # validate every name before changing anything
+    bound = [parse_remedy(p) for p in split_specs(spec)]
     out = maybe_copy(model, inplace)
     x = _batch_input(data_batch)
     report: RemedyReport | None = None
-    for remedy, params in bound:
-        reason = remedy.check(out)
+    for entry, params in bound:
+        reason = entry.check(out)
         if reason is not None:
-            valid = applicable(out)
             raise ConfigError(
-                f"remedy '{remedy.name}' does not apply to {type(out).__name__}: {reason}; "
-                f"remedies that apply: {', '.join(valid)}"
+                f"remedy '{entry.name}' does not apply to {type(out).__name__}: {reason}; "
+                f"remedies that apply: {', '.join(applicable(out))}"
             )
-        out, rep = remedy.run(out, params, x, loss)
+        out, rep = entry.run(out, params, x, loss)
         if rep.loss is not None:
             loss = rep.loss
         report = rep if report is None else report.merge(rep)

@@ -1,15 +1,20 @@
-"""Reports people can read: one HTML file, the same content as JSON, and a terminal view.
+"""Reports people can read: one HTML file, the same content as JSON, a terminal view and the
+notebook view.
 
-One module serves ``diagnose``, ``treat`` and the lab:
+One package serves ``diagnose``, ``treat`` and the lab:
 
-* :class:`Report` (``builder.py``) - the generic builder: findings first, then headings, text,
-  embedded figures, tables and verdicts; ``to_html()`` (self-contained, escaped, printable),
-  ``to_dict()`` (strict JSON), ``write(path)``, and ``_repr_html_`` for Jupyter.
-* ``figures.py`` - the standard matplotlib figures of a :class:`~gradmedic.trace.Trace`
+* :class:`Report` (``document.py``) - the report document: findings first, then headings,
+  text, embedded figures, tables and verdicts; ``to_html()`` (self-contained, escaped,
+  printable), ``to_dict()`` (strict JSON), ``write(path)``, and ``_repr_html_`` for Jupyter.
+  Its blocks (``blocks.py``) render through Jinja2 templates shipped as package data
+  (``templates/``, loaded by ``templating.py``); numbers are formatted by ``values.py``.
+* ``figures/`` - the standard matplotlib figures of a :class:`~gradmedic.trace.Trace`
   (gradient flow, signal heatmap, gain product, activation health, RNN time profile, gradient
   norm over steps, before/after overlays); each returns ``None`` when the trace lacks its data.
 * ``diagnosis.py`` - :func:`write_diagnosis_report`, :func:`diagnosis_report`,
   :func:`diagnosis_json` and :func:`layer_table`: a diagnosis plus its trace as a report.
+* ``notebook.py`` - :func:`html_of` / :func:`show`: the HTML of a diagnosis, a finding or a
+  report for Jupyter; :func:`findings_html`: finding cards alone.
 * ``terminal.py`` - :func:`print_diagnosis`: rich tables coloured by severity.
 
 Example::
@@ -26,7 +31,9 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from gradmedic.report.builder import Report, findings_html, format_value, jsonable
+from gradmedic.report.document import Report
+from gradmedic.report.notebook import findings_html, html_of, show
+from gradmedic.report.values import format_value
 
 __all__ = [
     "Report",
@@ -38,11 +45,12 @@ __all__ = [
     "gain_product_figure",
     "grad_norm_over_steps_figure",
     "gradient_flow_figure",
-    "jsonable",
+    "html_of",
     "layer_table",
     "loss_figure",
     "print_diagnosis",
     "rnn_time_figure",
+    "show",
     "signal_heatmap_figure",
     "treatment_figures",
     "write_diagnosis_report",

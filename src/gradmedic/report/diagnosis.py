@@ -1,7 +1,7 @@
 """A diagnosis plus its trace as a report: HTML (findings → per-layer table → figures → raw
 numbers), JSON, and the per-layer table shared with the terminal view.
 
-Everything here reads only the :class:`~gradmedic.diagnosis.findings.Diagnosis` and the
+Everything here reads only the :class:`~gradmedic.diagnosis.finding.Diagnosis` and the
 :class:`~gradmedic.trace.Trace`, never the model, so ``gradmedic report TRACE -o report.html``
 rebuilds the same report from a saved trace.
 
@@ -23,10 +23,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from gradmedic.report.builder import Report, jsonable
+from gradmedic._json import to_jsonable
+from gradmedic.report.document import Report
+from gradmedic.trace.derived import SPIKE_FACTOR
 
 if TYPE_CHECKING:  # pragma: no cover
-    from gradmedic.diagnosis.findings import Diagnosis
+    from gradmedic.diagnosis.finding import Diagnosis
     from gradmedic.trace import Trace
 
 __all__ = [
@@ -87,17 +89,15 @@ _FIGURE_CAPTIONS = {
         "largest value (the memory-horizon threshold)."
     ),
     "steps": (
-        "Global gradient norm over training with spikes (▲, above 5× the recent median) and "
-        "NaN/Inf events (red lines); the loss below."
+        f"Global gradient norm over training with spikes (▲, at least {SPIKE_FACTOR:g}× the run's "
+        "median, as in the gradient-spikes finding) and NaN/Inf events (red lines); loss below."
     ),
 }
 
 
 def _num(v: Any) -> float:
-    if v is None:
-        return math.nan
     try:
-        return float(v)
+        return math.nan if v is None else float(v)
     except (TypeError, ValueError):
         return math.nan
 
@@ -280,7 +280,8 @@ def diagnosis_json(diagnosis: Diagnosis, trace: Trace | None = None) -> dict[str
     Keys: ``worst`` (highest severity or None), ``findings``, ``layers`` (the per-layer table,
     :data:`LAYER_COLUMNS`), ``meta`` (the diagnosis's), and with a trace ``steps`` (per-step
     loss, gradient norm, non-finite flag), ``nonfinite_events`` and ``trace`` (path and run
-    metadata without the model summary). NaN and inf appear as the strings "nan"/"inf".
+    metadata without the model summary). NaN and inf appear as the strings "nan"/"inf"/"-inf"
+    (:mod:`gradmedic._json`).
     """
     out: dict[str, Any] = {
         "worst": diagnosis.worst,
@@ -295,4 +296,4 @@ def diagnosis_json(diagnosis: Diagnosis, trace: Trace | None = None) -> dict[str
             "path": str(trace.path) if trace.path is not None else None,
             "meta": {k: v for k, v in (trace.meta or {}).items() if k != "model_summary"},
         }
-    return jsonable(out)
+    return to_jsonable(out)

@@ -7,7 +7,7 @@ All user-supplied text (module names, causes, evidence keys) is printed as plain
 Example::
 
     >>> from rich.console import Console
-    >>> from gradmedic.diagnosis.findings import Diagnosis
+    >>> from gradmedic.diagnosis.finding import Diagnosis
     >>> print_diagnosis(Diagnosis(findings=[]), console=Console(width=80, color_system=None))
     No problems found: gradients flow within the healthy range.
 """
@@ -20,10 +20,10 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from gradmedic.report.builder import format_value
+from gradmedic.report.values import format_value
 
 if TYPE_CHECKING:  # pragma: no cover
-    from gradmedic.diagnosis.findings import Diagnosis
+    from gradmedic.diagnosis.finding import Diagnosis
     from gradmedic.trace import Trace
 
 __all__ = ["SEVERITY_STYLES", "print_diagnosis"]

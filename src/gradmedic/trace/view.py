@@ -136,7 +136,7 @@ class Trace:
     def layer_rows(self, step: int | None = None) -> list[dict[str, Any]]:
         """One row per hooked module in model order at ``step`` (default: the first step with a
         backward signal, i.e. the initialisation), measurements only (theory's predictions are
-        added by :func:`gradmedic.theory.gains.with_predictions`).
+        added by :func:`gradmedic.diagnosis.table.layer_table`).
 
         Keys: ``module``, ``type``, ``category`` (:func:`gradmedic.nn.taxonomy.module_category`),
         ``activation``, ``grad_norm``, ``weight_grad_norm`` (``||dL/dW||`` of its ``weight``

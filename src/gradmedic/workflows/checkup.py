@@ -12,21 +12,28 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
-from gradmedic.diagnosis.findings import Diagnosis, Finding, Prescription, severity_rank
-from gradmedic.diagnosis.predict import init_predictions
-from gradmedic.diagnosis.rules import Context, run_rules
+from gradmedic.diagnosis.context import Context
+from gradmedic.diagnosis.finding import Diagnosis, Finding, Prescription, severity_rank
+from gradmedic.diagnosis.registry import RuleRun, run_rules
 from gradmedic.diagnosis.static import static_checks
 from gradmedic.diagnosis.table import module_infos
 from gradmedic.errors import ConfigError, ModelError, TraceError
+from gradmedic.nn.taxonomy import module_category
+from gradmedic.theory.gains import init_predictions
 from gradmedic.trace import Trace, read_trace
 
-__all__ = ["diagnose", "init_findings", "model_infos"]
+if TYPE_CHECKING:  # pragma: no cover
+    from gradmedic.workflows.train import TrainConfig
+
+__all__ = ["Checkup", "diagnose", "init_findings", "model_infos", "run_checkup"]
 
 
 def model_infos(model: nn.Module) -> dict[str, dict[str, Any]]:
@@ -48,7 +55,7 @@ def init_findings(model: nn.Module) -> list[Finding]:
     RNNs (info)."""
     infos = model_infos(model)
     ordered = sorted(infos.items(), key=lambda kv: kv[1].get("ord", 0))
-    pred = init_predictions([{"name": n, **i} for n, i in ordered])
+    pred = init_predictions([{"name": n, **i} for n, i in ordered], module_category)
     out: list[Finding] = []
     if pred.ratio is not None and pred.log10_ratio is not None and not pred.normalised:
         lg = pred.log10_ratio
@@ -125,7 +132,7 @@ def init_findings(model: nn.Module) -> list[Finding]:
 
 def _diagnose_trace(
     trace: Trace, infos: dict[str, dict[str, Any]] | None = None
-) -> tuple[list[Finding], Context]:
+) -> tuple[RuleRun, Context]:
     ctx = Context.build(trace, infos)
     return run_rules(ctx), ctx
 
@@ -193,11 +200,11 @@ def diagnose(
     if trace_or_path is not None:
         trace = trace_or_path if isinstance(trace_or_path, Trace) else read_trace(trace_or_path)
         _require_records(trace)
-        found, ctx = _diagnose_trace(trace)
+        ran, ctx = _diagnose_trace(trace)
         extra: list[Finding] = []
         if isinstance(model, nn.Module):
             extra = static_checks(model, loss)
-        return Diagnosis(_merge(found + extra), ctx.rows, _meta(ctx))
+        return Diagnosis(_merge(ran.findings + extra), ctx.rows, _meta(ctx), ran.skipped)
     if model is None:
         raise ConfigError(
             "diagnose needs a trace (path or Trace) or a model; e.g. diagnose('run/trace.sqlite')"
@@ -234,17 +241,17 @@ def diagnose(
     if run.trace is None:
         return Diagnosis(_merge(static), [], {"source": "model+data"})
     _require_records(run.trace)
-    found, ctx = _diagnose_trace(run.trace, infos)
+    ran, ctx = _diagnose_trace(run.trace, infos)
     meta = _meta(
         ctx,
         {
             "source": "model+data",
-            "final_loss": run.final_loss if math.isfinite(run.final_loss) else None,
+            "final_loss": run.final_loss,  # NaN/inf encoded at output (gradmedic._json)
             "diverged_at": run.diverged_at,
             "train_config": cfg.to_dict(),
         },
     )
-    return Diagnosis(_merge(found + static), ctx.rows, meta)
+    return Diagnosis(_merge(ran.findings + static), ctx.rows, meta, ran.skipped)
 
 
 def _require_records(trace: Trace) -> None:
@@ -270,3 +277,75 @@ def _loss_object(loss: Any, source: Any) -> Any:
     if loss is None:
         return loss_for(info)
     return loss
+
+
+@dataclass
+class Checkup:
+    """What :func:`run_checkup` produced: the diagnosis, the trace it rests on (saved at
+    ``trace_path``), the per-step training losses and their :attr:`final_loss`, the effective
+    training config, and ``report``: where the caller wrote an HTML report (None until then)."""
+
+    diagnosis: Diagnosis
+    trace: Trace
+    trace_path: Path
+    losses: list[float]
+    final_loss: float
+    config: TrainConfig
+    report: Path | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The diagnosis's dict with ``trace``, ``report``, ``losses`` and ``config`` added."""
+        payload = self.diagnosis.to_dict()
+        payload.update(
+            trace=str(self.trace_path),
+            report=str(self.report) if self.report else None,
+            losses=self.losses,
+            config=self.config.to_dict(),
+        )
+        return payload
+
+
+def run_checkup(
+    model: str,
+    data: str,
+    *,
+    loss: str | None = None,
+    config: TrainConfig | None = None,
+    out: str | Path = "gradmedic-out",
+    progress: Callable[[int, float], None] | None = None,
+) -> Checkup:
+    """Build ``model`` (a zoo spec or ``file.py:factory``) for ``data`` (a data spec or
+    ``file.py:factory``), train it with ``config`` (default 20 steps, every step recorded; exact
+    RNN time profiles when the model has an RNN) while the Monitor writes
+    ``out/trace.sqlite``, and diagnose the trace, the trained model and the loss: what
+    ``gradmedic diagnose`` does before it prints. ``progress(step, loss)`` is called after
+    each step. The trace's metadata names the three specs (``loss`` default: the data's own).
+
+    Raises UnknownNameError / ConfigError for bad specs, DataError when the model does not fit
+    the data, ModelError for a bad factory, and OSError when ``out`` cannot be created.
+
+    Example::
+
+        >>> run = run_checkup("mlp:depth=30,act=sigmoid", "digits", out="run")  # doctest: +SKIP
+        >>> run.diagnosis.slugs()[0], run.trace_path                           # doctest: +SKIP
+        ('vanishing-gradient', PosixPath('run/trace.sqlite'))
+    """
+    from gradmedic.workflows.train import TrainConfig, resolve_data, train
+    from gradmedic.zoo import load_model, loss_for
+
+    cfg = config or TrainConfig(steps=20, every=1)
+    source = resolve_data(data, seed=cfg.seed)
+    net = load_model(model, source.info, seed=cfg.seed)
+    cfg = replace(cfg, rnn_hidden=_has_rnn(net))
+    loss_fn = loss_for(source.info, loss)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    trace_path = out / "trace.sqlite"
+    meta = {"model_spec": model, "data_spec": data, "loss_spec": loss or source.info.default_loss}
+    run = train(
+        net, source, cfg, loss=loss_fn, trace_path=trace_path, progress=progress, metadata=meta
+    )
+    if run.trace is None:  # pragma: no cover - train always monitors here
+        raise TraceError(f"training {model} on {data} recorded no trace")
+    result = diagnose(run.trace, model=net, loss=loss_fn)
+    return Checkup(result, run.trace, trace_path, run.losses, run.final_loss, cfg)

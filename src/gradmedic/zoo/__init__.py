@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+from gradmedic.zoo.build import MODELS, build_model, load_model
+from gradmedic.zoo.cnn import InceptionNet
 from gradmedic.zoo.data import (
     DATASETS,
     DataInfo,
@@ -17,24 +19,13 @@ from gradmedic.zoo.data import (
     copy_baseline,
     load_data,
 )
+from gradmedic.zoo.inits import INITS, init_layers
 from gradmedic.zoo.losses import LOSSES, FunctionLoss, SequenceLoss, loss_for, make_loss
-from gradmedic.zoo.models import (
-    ACTIVATIONS,
-    INITS,
-    MODELS,
-    InceptionNet,
-    ResidualBlock,
-    SequenceModel,
-    TransformerModel,
-    activation_gain,
-    build_model,
-    init_layers,
-    load_model,
-    make_activation,
-)
+from gradmedic.zoo.mlp import ResidualBlock
+from gradmedic.zoo.recurrent import SequenceModel
+from gradmedic.zoo.transformer import TransformerModel
 
 __all__ = [
-    "ACTIVATIONS",
     "DATASETS",
     "INITS",
     "LOSSES",
@@ -47,7 +38,6 @@ __all__ = [
     "SequenceLoss",
     "SequenceModel",
     "TransformerModel",
-    "activation_gain",
     "adding_baseline",
     "build_model",
     "copy_baseline",
@@ -55,6 +45,5 @@ __all__ = [
     "load_data",
     "load_model",
     "loss_for",
-    "make_activation",
     "make_loss",
 ]

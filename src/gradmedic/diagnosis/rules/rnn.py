@@ -1,0 +1,277 @@
+"""``rnn-long-range-vanishing`` and ``rnn-exploding``: the gradient through time of RNN layers.
+
+For each ``nn.RNN`` / ``nn.LSTM`` / ``nn.GRU`` the rule reads the time profile of the backward
+signal at the first recorded step: ``||dL/dh_t||`` of the unrolled first layer (``rnn_hidden``
+recording), else ``||dL/dx_t||`` at the layer's input. It reports the first/last ratio, the
+peak over the last value, the memory horizon (steps back until the profile falls below 1e-3 of
+its last value) and, for vanilla RNNs, Pascanu, Mikolov & Bengio's (2013) bound:
+``lambda1(W_hh) < 1/gamma`` is sufficient for vanishing, ``> 1/gamma`` necessary for exploding
+(``gamma = 1`` for tanh and ReLU).
+
+* Exploding through time: the profile grows going back (peak over last >= 1e3).
+* Vanishing through time: first/last below 1e-3 (gated cells: a note until 1e-8, since their
+  gates can learn to open, Hochreiter & Schmidhuber 1997).
+* With a loss on every time step the measured profile stays level whatever the recurrence
+  does; a vanilla RNN whose ``W_hh`` contracts (spectral radius ``rho < 1``, ``rho^(T-1)``
+  below 1e-3) then gets a note from theory, and one whose largest singular value is at least 2
+  a note that it can amplify.
+
+Example::
+
+    >>> [f.slug for f in rule_rnn(Context.build(trace))]      # doctest: +SKIP
+    ['rnn-long-range-vanishing']
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from gradmedic.diagnosis.context import Context
+from gradmedic.diagnosis.finding import Finding, Prescription
+from gradmedic.diagnosis.registry import rule
+from gradmedic.diagnosis.rules._shared import num
+from gradmedic.diagnosis.thresholds import (
+    FORGET_BIAS_OPEN,
+    GATED_VANISH_WARNING,
+    MEMORY_FALL,
+    RNN_AMPLIFY_SIGMA,
+    RNN_EXPLODE_ERROR,
+    RNN_EXPLODE_WARNING,
+    RNN_GAMMA,
+    RNN_VANISH_ERROR,
+    RNN_VANISH_WARNING,
+)
+from gradmedic.nn.taxonomy import RNN_TYPE_NAMES
+from gradmedic.trace.schema import Quantity
+
+__all__ = ["memory_horizon", "rule_rnn"]
+
+_PROFILE = (Quantity.HIDDEN_GRAD_T, Quantity.INPUT_GRAD_T)
+_PASCANU = "Pascanu et al. 2013"
+
+
+def _profiles(ctx: Context, q: Quantity, parameter: str) -> dict[tuple[str, int], list[float]]:
+    """``(module, step) -> values by time index`` of ``q`` (cached on the trace)."""
+    key = ("rnn_profiles", q.value, parameter)
+    cache = ctx.trace._cache
+    if key not in cache:
+        sub = ctx.trace.quantity(q, parameter=parameter)
+        cache[key] = {
+            (str(m), int(s)): g.sort_values("idx")["value"].astype(float).tolist()
+            for (m, s), g in sub.groupby(["module", "step"], sort=False)
+        }
+    return cache[key]
+
+
+def _profile(ctx: Context, module: str, step: int) -> tuple[list[float], str]:
+    """The time profile of ``module`` at ``step`` and what it measures; ``([], "")`` if none."""
+    vals = _profiles(ctx, Quantity.HIDDEN_GRAD_T, "layer0").get((module, step), [])
+    if vals and vals[-1] > 0:
+        return vals, "||dL/dh_t|| (unrolled, layer 0)"
+    vals = _profiles(ctx, Quantity.INPUT_GRAD_T, "").get((module, step), [])
+    if vals:
+        return vals, "||dL/dx_t||"
+    return [], ""
+
+
+def memory_horizon(vals: list[float], fall: float = MEMORY_FALL) -> int:
+    """Steps back from the last step over which the signal stays above ``fall`` of its value
+    at the last step.
+
+    >>> memory_horizon([1e-5, 1e-2, 0.5, 1.0])
+    3
+    """
+    ref = vals[-1]
+    for k, v in enumerate(reversed(vals)):
+        if not (v >= fall * ref):
+            return k
+    return len(vals)
+
+
+def _predicted_time_decay(info: dict[str, Any], T: int) -> float | None:
+    """log10 of ``rho(W_hh)^(T-1)`` for a vanilla RNN whose recurrence contracts enough to lose
+    more than :data:`RNN_VANISH_WARNING` over the sequence; None otherwise (gated cells,
+    ``rho >= 1``, short sequences)."""
+    rho = info.get("whh_radius")
+    if info.get("type") != "RNN" or rho is None or not (0 < float(rho) < 1) or T < 2:
+        return None
+    lg = (T - 1) * math.log10(float(rho))
+    return lg if lg < math.log10(RNN_VANISH_WARNING) else None
+
+
+@rule(
+    slugs=("rnn-long-range-vanishing", "rnn-exploding"),
+    requires=(_PROFILE,),
+    priority=50,
+)
+def rule_rnn(ctx: Context) -> list[Finding]:
+    """At most one finding per recurrent layer (see the module docstring). ``evidence``:
+    ``mode``, ``profile`` (what was measured), ``seq_len``, ``first_last_ratio``,
+    ``peak_over_last``, ``memory_horizon``, and for vanilla RNNs ``pascanu_lambda1``,
+    ``pascanu_verdict`` and ``spectral_radius``; ``forget_bias_mean`` for LSTMs."""
+    out: list[Finding] = []
+    steps = ctx.steps or ctx.trace.steps
+    for name, info in sorted(ctx.infos.items(), key=lambda kv: kv[1].get("ord", 0)):
+        if info.get("type") not in RNN_TYPE_NAMES or not steps:
+            continue
+        vals, what = _profile(ctx, name, steps[0])
+        ev: dict[str, Any] = {"mode": info.get("mode", info.get("type")), "profile": what}
+        verdict = None
+        if info.get("type") == "RNN" and info.get("whh_sigma_max") is not None:
+            lam = float(info["whh_sigma_max"])
+            verdict = "vanishing-sufficient" if lam < 1 / RNN_GAMMA else "exploding-possible"
+            ev.update(
+                pascanu_lambda1=num(lam),
+                pascanu_inv_gamma=1 / RNN_GAMMA,
+                pascanu_verdict=verdict,
+                spectral_radius=num(info.get("whh_radius")),
+            )
+        if "forget_bias_mean" in info:
+            ev["forget_bias_mean"] = num(info["forget_bias_mean"])
+        if len(vals) < 2 or not vals[-1] > 0:
+            continue
+        ratio, peak = vals[0] / vals[-1], max(vals) / vals[-1]
+        ev.update(
+            seq_len=len(vals),
+            first_last_ratio=num(ratio),
+            peak_over_last=num(peak),
+            memory_horizon=memory_horizon(vals),
+        )
+        finding = _judge(ctx, name, info, ev, vals, verdict, steps)
+        if finding is not None:
+            out.append(finding)
+    return out
+
+
+def _judge(
+    ctx: Context,
+    name: str,
+    info: dict[str, Any],
+    ev: dict[str, Any],
+    vals: list[float],
+    verdict: str | None,
+    steps: list[int],
+) -> Finding | None:
+    """The finding for one recurrent layer with a measured profile ``vals``, or None."""
+    T = len(vals)
+    ratio, peak = vals[0] / vals[-1], max(vals) / vals[-1]
+    gated = info.get("type") in ("LSTM", "GRU")
+    if peak >= RNN_EXPLODE_WARNING:  # the signal grows going back in time
+        later = [_profile(ctx, name, s)[0] for s in steps[1:]]
+        peaks = [max(v) / v[-1] for v in later if len(v) > 1 and v[-1] > 0]
+        ev["peak_over_last_later_steps_max"] = num(max(peaks)) if peaks else None
+        bound = (
+            f" (largest singular value {ev['pascanu_lambda1']} > 1/gamma = 1, "
+            f"the necessary condition of {_PASCANU})."
+            if verdict == "exploding-possible"
+            else "."
+        )
+        return Finding(
+            slug="rnn-exploding",
+            severity="error" if peak >= RNN_EXPLODE_ERROR else "warning",
+            title=f"Exploding gradient through time in '{name}' ({peak:.1e}x)",
+            cause=(
+                f"Going back through {T} time steps the gradient grows {peak:.1e}x: the "
+                "recurrent matrix amplifies it at every step" + bound
+            ),
+            layers=[name],
+            evidence=ev,
+            prescriptions=[
+                Prescription("clip-grad-norm", {"max_norm": 1.0}, _PASCANU),
+                Prescription("orthogonal-recurrent", {}, "singular values 1"),
+            ],
+            step=steps[0],
+        )
+    if ratio < RNN_VANISH_WARNING:
+        return _vanishing(name, info, ev, ratio, T, gated, verdict, steps[0])
+    lg = _predicted_time_decay(info, T)
+    if lg is not None:
+        # The measured profile did not fall, yet the recurrence contracts: with a loss on every
+        # time step each h_t receives its own step's gradient, which hides how little of the
+        # late steps' gradient reaches it. Theory's estimate is a note, not an alarm.
+        rho = float(info["whh_radius"])
+        ev.update(spectral_radius=num(rho), predicted_log10_decay=num(lg), basis="theory")
+        return Finding(
+            slug="rnn-long-range-vanishing",
+            severity="info",
+            title=f"Recurrence of '{name}' contracts: 10^{lg:.0f} over {T} steps (theory)",
+            cause=(
+                f"W_hh has spectral radius {rho:.3g} < 1, so a gradient sent back through "
+                f"{T - 1} steps shrinks like {rho:.2g}^{T - 1} = 10^{lg:.1f} (tanh' <= 1 "
+                "only shrinks it more); the measured profile stays level because every "
+                "step's own loss feeds it, so dependencies that long cannot be learned."
+            ),
+            layers=[name],
+            evidence=ev,
+            prescriptions=[
+                Prescription("replace-rnn", {"to": "lstm"}, "gated cell path"),
+                Prescription("orthogonal-recurrent", {}, "norm-preserving recurrence"),
+            ],
+            step=steps[0],
+        )
+    if verdict == "exploding-possible" and float(info["whh_sigma_max"]) >= RNN_AMPLIFY_SIGMA:
+        return Finding(
+            slug="rnn-exploding",
+            severity="info",
+            title=f"Recurrent matrix of '{name}' can amplify gradients",
+            cause=(
+                f"The largest singular value of W_hh is {ev['pascanu_lambda1']} > 1/gamma"
+                f" = 1, the necessary condition for exploding gradients ({_PASCANU}); it "
+                "did not explode in this run."
+            ),
+            layers=[name],
+            evidence=ev,
+            prescriptions=[Prescription("clip-grad-norm", {"max_norm": 1.0}, "safety")],
+            step=steps[0],
+        )
+    return None
+
+
+def _vanishing(
+    name: str,
+    info: dict[str, Any],
+    ev: dict[str, Any],
+    ratio: float,
+    T: int,
+    gated: bool,
+    verdict: str | None,
+    step: int,
+) -> Finding:
+    """The measured vanishing-through-time finding (first/last ``ratio`` below the warning)."""
+    if gated:
+        sev = "warning" if ratio < GATED_VANISH_WARNING else "info"
+        fb = info.get("forget_bias_mean")
+        target = 1.0 if fb is None or fb < FORGET_BIAS_OPEN else 2.0
+        pres = [Prescription("forget-bias", {"value": target}, "open the forget gate")]
+        why = (
+            f"the {'forget' if ev['mode'] == 'LSTM' else 'update'} gate starts near 0.5"
+            + (f" (forget bias {fb:.2f})" if fb is not None else "")
+            + ", halving the cell path at every step"
+        )
+    else:
+        sev = "error" if ratio < RNN_VANISH_ERROR else "warning"
+        pres = [
+            Prescription("replace-rnn", {"to": "lstm"}, "gated cell path"),
+            Prescription("forget-bias", {"value": 1.0}, "remember by default"),
+            Prescription("orthogonal-recurrent", {}, "norm-preserving recurrence"),
+        ]
+        why = "each step multiplies it by W_hh^T diag(phi'), whose norm is below 1" + (
+            f" (largest singular value {ev['pascanu_lambda1']} < 1/gamma: "
+            f"sufficient for vanishing, {_PASCANU})"
+            if verdict == "vanishing-sufficient"
+            else " on average (saturated units shrink it further)"
+        )
+    return Finding(
+        slug="rnn-long-range-vanishing",
+        severity=sev,
+        title=f"Gradient vanishes through time in '{name}' ({ratio:.1e} over {T} steps)",
+        cause=(
+            f"The gradient reaching the first of {T} time steps is {ratio:.1e} of the last "
+            f"one's (memory horizon {ev['memory_horizon']} steps): {why}."
+        ),
+        layers=[name],
+        evidence=ev,
+        prescriptions=pres,
+        step=step,
+    )

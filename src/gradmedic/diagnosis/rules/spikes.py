@@ -1,0 +1,92 @@
+"""``gradient-spikes``: steps whose global gradient norm jumps far above the run's median.
+
+A spike is a step whose global gradient norm (:func:`gradmedic.trace.derived.global_grad_norm`)
+is at least :data:`~gradmedic.trace.derived.SPIKE_FACTOR` times the median of the run's finite
+norms (:func:`gradmedic.trace.derived.spike_steps`, the one definition the report's figure uses
+too). Such a step can throw the weights off the loss surface (a cliff, Pascanu, Mikolov &
+Bengio 2013); it matters when the loss rises after it (by
+:data:`~gradmedic.diagnosis.thresholds.LOSS_JUMP` within
+:data:`~gradmedic.diagnosis.thresholds.LOSS_JUMP_WINDOW` steps, or stops being finite): a
+warning. A spike the loss shrugs off is an info note. Without a recorded loss a spike is a
+warning (its effect cannot be told).
+
+Example::
+
+    >>> [(f.slug, f.severity) for f in rule_spikes(Context.build(trace))]   # doctest: +SKIP
+    [('gradient-spikes', 'warning')]
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+
+from gradmedic.diagnosis.context import Context
+from gradmedic.diagnosis.finding import Finding, Prescription
+from gradmedic.diagnosis.registry import rule
+from gradmedic.diagnosis.rules._shared import num
+from gradmedic.diagnosis.thresholds import LOSS_JUMP, LOSS_JUMP_WINDOW, SPIKE_FACTOR
+from gradmedic.trace.derived import global_grad_norm, spike_steps
+from gradmedic.trace.schema import Quantity
+
+__all__ = ["rule_spikes"]
+
+
+def _harmful(spikes: list[int], loss_at: dict[int, float]) -> list[int]:
+    """The spike steps after which the loss rose by :data:`LOSS_JUMP` over the median of the
+    window before (the spike's own step included) or stopped being finite."""
+    harmful = []
+    for s in spikes:
+        before = [loss_at[k] for k in range(s - LOSS_JUMP_WINDOW, s + 1) if k in loss_at]
+        after = [loss_at[k] for k in range(s + 1, s + LOSS_JUMP_WINDOW + 1) if k in loss_at]
+        if before and after:
+            ref = statistics.median(before)
+            if any(not math.isfinite(v) or v > LOSS_JUMP * ref for v in after):
+                harmful.append(s)
+    return harmful
+
+
+@rule(slug="gradient-spikes", requires=(Quantity.GRAD_NORM_TOTAL,), priority=60)
+def rule_spikes(ctx: Context) -> list[Finding]:
+    """One finding for all spikes of the run, at the largest one's step.
+
+    ``evidence``: ``median_grad_norm`` (what spikes are measured against), ``spike_steps``
+    (the first 20), ``max_grad_norm``, ``factor``, and ``loss_jumped_after`` (the spikes the
+    loss rose after, the first 20). The first prescription clips at the median norm."""
+    series = global_grad_norm(ctx.trace)
+    spikes = spike_steps(series, SPIKE_FACTOR)
+    if not spikes:
+        return []
+    norm_at = dict(series)
+    med = statistics.median(v for _, v in series if math.isfinite(v) and v > 0)
+    top = max(spikes, key=lambda s: norm_at[s])
+    top_norm = norm_at[top]
+    clip = float(f"{med:.2g}")
+    loss_at = dict(ctx.trace.series(Quantity.LOSS))
+    harmful = _harmful(spikes, loss_at)
+    severity = "warning" if harmful or not loss_at else "info"
+    return [
+        Finding(
+            slug="gradient-spikes",
+            severity=severity,
+            title=f"Gradient-norm spikes ({top_norm / med:.0f}x the median)",
+            cause=(
+                f"The total gradient norm jumped to {top_norm:.3g} at step {top}, "
+                f"{top_norm / med:.0f}x its median {med:.3g}: steps that large throw the weights "
+                "off the loss surface (a cliff, Pascanu et al. 2013)."
+            ),
+            layers=[],
+            evidence={
+                "median_grad_norm": num(med),
+                "spike_steps": spikes[:20],
+                "max_grad_norm": num(top_norm),
+                "factor": SPIKE_FACTOR,
+                "loss_jumped_after": harmful[:20],
+            },
+            prescriptions=[
+                Prescription("clip-grad-norm", {"max_norm": clip}, "clip at the median norm"),
+                Prescription("autoclip", {"percentile": 10}, "adaptive threshold"),
+            ],
+            step=top,
+        )
+    ]

@@ -1,0 +1,167 @@
+"""What every probe shares: the :class:`Probe` interface and the device-side norm helpers.
+
+A probe measures one family of quantities. The :class:`~gradmedic.monitor.Monitor` drives it
+through one recorded step:
+
+1. ``bind(model, selected, hooks)`` once at attach (``selected``: the hooked modules);
+2. ``plan(step, recording)`` once per step: whether the probe is active this step;
+3. ``pre_forward`` / ``forward`` for each call of a hooked module, ``wants_input`` /
+   ``input_grad`` for the gradient at a module's private input view (see ``hooks``);
+4. ``read(scale)`` at the step's end: device tensors (1-D or scalars), nothing synchronised;
+5. ``rows(step, values, out)``: the host values of ``read`` (in order, flattened) become
+   trace rows appended to ``out``;
+6. ``reset()`` after every step, recorded or not.
+
+Every method is a no-op here; a probe overrides only what it uses, and the Monitor calls a
+hook method only on probes that override it.
+
+Example::
+
+    >>> class Count(Probe):
+    ...     def plan(self, step, recording):
+    ...         self.on, self.n = recording, 0
+    ...         return self.on
+    ...     def forward(self, name, module, outs):
+    ...         self.n += 1
+    ...     def read(self, scale):
+    ...         return [torch.tensor([float(self.n)])]
+    ...     def rows(self, step, values, out):
+    ...         out.append((step, "", "", "calls", None, values[0]))
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from gradmedic.monitor.hooks import Hooks
+from gradmedic.trace import Row
+
+__all__ = ["Probe", "foreach_norms", "head", "norm", "scaled", "tensors_in", "to_host"]
+
+#: Tensors up to this size always get their norm in float64 (cheap); larger ones in float32
+#: once their previous record showed a signal far from float32's underflow.
+WIDE_NORM_MAX = 1 << 12
+#: Entries used for activation statistics (the first samples of the batch); dead units use all.
+STATS_MAX = 1 << 18
+#: float32 norms are safe between underflow (~1e-19 per entry) and overflow (~1e19 in norm).
+F32_SAFE = (1e-8, 1e15)
+
+
+class Probe:
+    """One family of recorded quantities; see the module docstring for the call order."""
+
+    #: active in the current step (set by :meth:`plan`)
+    on: bool = False
+
+    def bind(self, model: nn.Module, selected: list[tuple[str, nn.Module]], hooks: Hooks) -> None:
+        """Called at attach with the model, the hooked modules and the Monitor's hook owner."""
+
+    def plan(self, step: int, recording: bool) -> bool:
+        """Decide whether this probe is active at ``step``; set and return ``self.on``."""
+        self.on = recording
+        return self.on
+
+    def pre_forward(self, name: str, module: nn.Module, args: tuple) -> None:
+        """Before a hooked module runs (grad mode on); ``args`` are its positional inputs."""
+
+    def forward(self, name: str, module: nn.Module, outs: list[torch.Tensor]) -> None:
+        """After a hooked module ran; ``outs``: its floating-point output tensors."""
+
+    def wants_input(self, name: str) -> bool:
+        """Whether this probe needs the gradient at module ``name``'s inputs this step."""
+        return False
+
+    def input_grad(self, name: str, module: nn.Module, index: int, g: torch.Tensor) -> None:
+        """The gradient reaching positional input ``index`` of module ``name`` (through it alone)."""
+
+    def read(self, scale: torch.Tensor | None) -> list[torch.Tensor]:
+        """Device tensors to bring to the host; ``scale``: the AMP loss scale (or None)."""
+        return []
+
+    def rows(self, step: int, values: list[float], out: list[Row]) -> None:
+        """Turn the host values of :meth:`read` (flattened, in order) into rows of ``out``."""
+
+    def reset(self) -> None:
+        """Drop the state of the step that just ended."""
+
+
+def tensors_in(obj: Any) -> list[torch.Tensor]:
+    """Floating-point (or complex) tensors in a nested output (tensor, list, tuple, dict)."""
+    if isinstance(obj, torch.Tensor):
+        return [obj] if obj.is_floating_point() or obj.is_complex() else []
+    if isinstance(obj, (list, tuple)):
+        return [t for o in obj for t in tensors_in(o)]
+    if isinstance(obj, dict):
+        return [t for o in obj.values() for t in tensors_in(o)]
+    return []
+
+
+def norm(g: torch.Tensor, wide: bool = True) -> torch.Tensor:
+    """L2 norm as a float64 scalar on ``g``'s device.
+
+    In float64 a vanished signal of 1e-30 per entry does not square to 0; float32 (8x cheaper
+    on a large feature map) is used only when ``wide`` is False and ``g`` has more than
+    ``WIDE_NORM_MAX`` entries.
+    """
+    g = g.detach()
+    if wide or g.numel() <= WIDE_NORM_MAX:
+        return torch.linalg.vector_norm(g, dtype=torch.float64)
+    return torch.linalg.vector_norm(g).double()
+
+
+def foreach_norms(
+    tensors: list[torch.Tensor], wide: Sequence[bool] | None = None
+) -> list[torch.Tensor]:
+    """L2 norms of many tensors with one fused kernel per (device, dtype, width) group.
+
+    ``wide[i]`` accumulates tensor i in float64 (no underflow for entries below 1e-19, at the
+    price of a conversion); the others use their own dtype. Results are float64 scalars.
+    """
+    out: dict[int, torch.Tensor] = {}
+    groups: dict[tuple[Any, Any, bool], list[int]] = defaultdict(list)
+    for i, t in enumerate(tensors):
+        w = True if wide is None else bool(wide[i])
+        groups[(t.device, t.dtype, w or t.numel() <= WIDE_NORM_MAX)].append(i)
+    for (_, _, w), idxs in groups.items():
+        ts = [tensors[i].detach() for i in idxs]
+        norms = torch._foreach_norm(ts, 2, dtype=torch.float64) if w else torch._foreach_norm(ts)
+        for i, n in zip(idxs, norms, strict=True):
+            out[i] = n.double()
+    return [out[i] for i in range(len(tensors))]
+
+
+def head(t: torch.Tensor) -> torch.Tensor:
+    """At most ``STATS_MAX`` entries of ``t``, as whole leading samples (a view, no copy)."""
+    n = t.numel()
+    if n <= STATS_MAX or t.dim() < 2:
+        return t.reshape(-1)
+    keep = max(1, STATS_MAX * t.shape[0] // n)
+    return t[:keep].reshape(-1)
+
+
+def scaled(vec: torch.Tensor, scale: torch.Tensor | None) -> torch.Tensor:
+    """``vec / scale`` under AMP (signals measured on the scaled loss), else ``vec``."""
+    return vec / scale if scale is not None else vec
+
+
+def to_host(tensors: list[torch.Tensor]) -> list[float]:
+    """Flattened values of ``tensors`` as floats: one concatenation and copy per device."""
+    if not tensors:
+        return []
+    by_dev: dict[Any, list[int]] = defaultdict(list)
+    for i, t in enumerate(tensors):
+        by_dev[t.device].append(i)
+    values: list[list[float]] = [[] for _ in tensors]
+    for idxs in by_dev.values():
+        flat = torch.cat([tensors[i].reshape(-1).double() for i in idxs]).cpu().tolist()
+        pos = 0
+        for i in idxs:
+            n = tensors[i].numel()
+            values[i] = flat[pos : pos + n]
+            pos += n
+    return [v for vs in values for v in vs]

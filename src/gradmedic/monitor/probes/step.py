@@ -1,0 +1,74 @@
+"""Facts of the step itself: the observed loss, forward calls per module, the AMP flag.
+
+Recorded (``Quantity`` members): ``LOSS`` the mean of the losses passed to
+``Monitor.observe`` in the step (loss); ``CALLS`` the number of forward calls of a hooked module
+when it ran more than once (count; its signals then sum the squared norms of all calls);
+``AMP_UNSCALED`` 1.0 when a GradScaler was active and signals were divided by its scale (flag).
+
+Example::
+
+    >>> probe = StepProbe(); probe.plan(0, True)
+    True
+    >>> probe.observe(torch.tensor(2.0)); probe.observe(4.0)
+    >>> out = []; probe.rows(0, [v.item() for v in probe.read(None)], out); out
+    [(0, '', '', 'loss', None, 3.0)]
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import torch
+from torch import nn
+
+from gradmedic.monitor.probes.base import Probe
+from gradmedic.trace import Quantity, Row
+
+__all__ = ["StepProbe", "amp_scale"]
+
+
+class StepProbe(Probe):
+    """Losses (observed on every step: the non-finite sentinel reads them too) and calls."""
+
+    def __init__(self) -> None:
+        self.losses: list[torch.Tensor] = []
+        self._calls: dict[str, int] = defaultdict(int)
+        self._amp = False
+
+    def observe(self, loss: torch.Tensor | float) -> None:
+        """Keep the loss of the current step on its device (no host sync)."""
+        if isinstance(loss, torch.Tensor):
+            self.losses.append(loss.detach().reshape(-1)[:1].float())
+        else:
+            self.losses.append(torch.tensor([float(loss)]))
+
+    def forward(self, name: str, module: nn.Module, outs: list[torch.Tensor]) -> None:
+        self._calls[name] += 1
+
+    def read(self, scale: torch.Tensor | None) -> list[torch.Tensor]:
+        self._amp = scale is not None
+        return [torch.stack(self.losses).mean().reshape(1)] if self.losses else []
+
+    def rows(self, step: int, values: list[float], out: list[Row]) -> None:
+        if values:
+            out.append((step, "", "", Quantity.LOSS.value, None, values[0]))
+        for name, calls in self._calls.items():
+            if calls > 1:
+                out.append((step, name, "", Quantity.CALLS.value, None, float(calls)))
+        if self._amp:
+            out.append((step, "", "", Quantity.AMP_UNSCALED.value, None, 1.0))
+
+    def reset(self) -> None:
+        self.losses = []
+        self._calls = defaultdict(int)
+        self._amp = False
+
+
+def amp_scale(scaler: object | None) -> torch.Tensor | None:
+    """The current loss scale of an enabled AMP ``GradScaler`` as a 0-d float32 device tensor
+    (read without a host sync where the scaler allows), or None."""
+    if scaler is None or not getattr(scaler, "is_enabled", lambda: True)():
+        return None
+    get = getattr(scaler, "_get_scale_async", None)
+    s = get() if get is not None else torch.tensor(float(scaler.get_scale()))
+    return None if s is None else s.detach().float().reshape(())
