@@ -35,6 +35,7 @@ __all__ = [
     "end_to_end_rows",
     "global_grad_norm",
     "health",
+    "is_auxiliary",
     "pow10",
     "signal_ratio",
     "spike_steps",
@@ -84,11 +85,23 @@ class EndToEnd:
     predicted_product: float | None = None
 
 
+def is_auxiliary(name: str) -> bool:
+    """True for modules of an auxiliary branch: a path segment of the qualified name starts
+    with ``aux`` (``aux_heads.0`` of :class:`gradmedic.remedies.heads.AuxiliaryHeads`,
+    GoogLeNet's ``aux1``/``aux2``, ``aux_classifier``). Their layers end a side output, not the
+    main path, so the end-to-end ratio never starts or ends there."""
+    return any(seg.lower().startswith("aux") for seg in str(name).split("."))
+
+
+def _on_main_path(r: dict[str, Any]) -> bool:
+    return r["category"] in ("weight", "recurrent") and not is_auxiliary(r["module"])
+
+
 def _weighted_names(rows: list[dict[str, Any]]) -> list[str]:
     return [
         r["module"]
         for r in rows
-        if r["category"] in ("weight", "recurrent")
+        if _on_main_path(r)
         and r["signal_out"] is not None
         and math.isfinite(r["signal_out"])
         and r["signal_out"] > 0
@@ -103,18 +116,14 @@ def end_to_end_rows(rows: list[dict[str, Any]], step: int) -> EndToEnd | None:
         return None
     weighted = _weighted_names(rows)
     # The first weighted layer may have received no signal at all (blocked upstream): keep it.
-    candidates = [
-        r["module"]
-        for r in rows
-        if r["category"] in ("weight", "recurrent") and r["signal_out"] is not None
-    ]
+    candidates = [r["module"] for r in rows if _on_main_path(r) and r["signal_out"] is not None]
     if len(candidates) < 2 or not weighted:
         return None
     first, last = candidates[0], weighted[-1]
     idx = {r["module"]: i for i, r in enumerate(rows)}
     if idx[first] >= idx[last]:
         return None
-    path_rows = rows[idx[first] : idx[last] + 1]
+    path_rows = [r for r in rows[idx[first] : idx[last] + 1] if not is_auxiliary(r["module"])]
     so_first = rows[idx[first]]["signal_out"]
     so_last = rows[idx[last]]["signal_out"]
     ratio = so_first / so_last if so_last else math.nan
