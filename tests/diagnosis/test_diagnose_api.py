@@ -27,13 +27,10 @@ def test_trace_only_diagnosis_matches_model_diagnosis(tmp_path):
     assert from_trace.slugs() == ["vanishing-gradient", "poor-init"]
     assert from_trace.findings[0].severity == "error"
     assert from_trace.meta["source"] == "trace"
-    # An MLP records no RNN time profile: the RNN rule says it did not run, and why.
-    assert [name for name, _ in from_trace.skipped] == ["rule_rnn"]
+    # An MLP has no recurrent layer: the RNN rule does not apply and is not listed as skipped.
+    assert from_trace.skipped == []
     payload = json.loads(json.dumps(from_trace.to_dict(), allow_nan=False))
-    assert payload["skipped"][0]["rule"] == "rule_rnn"
-    assert payload["skipped"][0]["reason"].startswith(
-        "the trace has no 'hidden_grad_t' or 'input_grad_t' rows"
-    )
+    assert payload["skipped"] == []
 
 
 def test_model_without_data_gives_static_and_init_findings():

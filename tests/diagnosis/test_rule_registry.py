@@ -39,8 +39,7 @@ def test_rules_without_their_quantities_are_skipped_with_the_reason():
         "rule_depth",
         "rule_saturation",
         "rule_dead_units",
-        "rule_rnn",
-    ]
+    ]  # rule_rnn: the trace has no recurrent module, so the rule does not apply at all
     assert dict(ran.skipped)["rule_depth"] == (
         "the trace has no 'signal_out' rows (backward signal at a module's output, ||dL/dy||)"
     )
@@ -78,3 +77,31 @@ def test_a_rule_emitting_an_undeclared_slug_is_an_error(monkeypatch):
     ctx = Context.build(spike_trace(SPIKE_LOSSES_JUMP, SPIKE_NORMS))
     with pytest.raises(ConfigError, match="rule 'rule_liar' emitted the slug 'other'"):
         run_rules(ctx)
+
+
+def test_a_recurrent_model_without_time_profiles_lists_the_rnn_rule_as_skipped():
+    import torch
+    from torch import nn
+
+    from gradmedic import Monitor
+
+    class Seq(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = nn.RNN(3, 4, batch_first=True)
+            self.head = nn.Linear(4, 1)
+
+        def forward(self, x):
+            return self.head(self.rnn(x)[0][:, -1])
+
+    torch.manual_seed(0)
+    model = Seq()
+    with Monitor(model, every=1, rnn_time=False) as mon:
+        model(torch.randn(2, 5, 3)).sum().backward()
+        mon.step()
+        trace = mon.trace()
+    ran = run_rules(Context.build(trace))
+    assert dict(ran.skipped)["rule_rnn"] == (
+        "the trace has no 'hidden_grad_t' or 'input_grad_t' rows (||dL/dh_t|| at each time "
+        "step (total, through time); ||dL/dx_t|| at each time step t of an RNN's input sequence)"
+    )

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from gradmedic.diagnosis.finding import Finding, severity_rank
 from gradmedic.errors import ConfigError
+from gradmedic.nn.taxonomy import module_category
 from gradmedic.trace.schema import Quantity
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -55,6 +56,7 @@ class Rule:
     kind: str
     priority: int
     fn: Callable[..., list[Finding]] = field(repr=False, compare=False)
+    applies_to: tuple[str, ...] = ()
 
 
 @dataclass
@@ -80,12 +82,16 @@ def rule(
     requires: Iterable[Requirement] = (),
     kind: str = "trace",
     priority: int = 50,
+    applies_to: Iterable[str] = (),
     register: bool = True,
 ) -> Callable[[Callable[..., list[Finding]]], Callable[..., list[Finding]]]:
     """Register the decorated function as a rule emitting ``slug`` (or each of ``slugs``).
 
     ``requires``: quantities the trace must hold for the rule to say anything (a tuple inside
     means any one of them); without them :func:`run_rules` skips the rule and reports why.
+    ``applies_to``: module categories (:func:`gradmedic.nn.taxonomy.module_category`, e.g.
+    ``("recurrent",)``) the rule is about; on a model with none of them the rule does not
+    apply and is neither run nor reported as skipped.
     The function is returned unchanged, with its :class:`Rule` as ``fn.rule``.
     ``register=False`` builds the :class:`Rule` without adding it to the registry (for tests).
 
@@ -104,7 +110,7 @@ def rule(
             raise ConfigError(f"rule requirements must be Quantity members, got {r!r}")
 
     def deco(fn: Callable[..., list[Finding]]) -> Callable[..., list[Finding]]:
-        r = Rule(fn.__name__, names, reqs, kind, priority, fn)
+        r = Rule(fn.__name__, names, reqs, kind, priority, fn, tuple(applies_to))
         if register:
             old = _RULES.get(fn.__name__)
             # The same function registered again (its module reloaded) replaces itself.
@@ -166,7 +172,12 @@ def run_rules(ctx: Context) -> RuleRun:
     """
     found: list[Finding] = []
     skipped: list[tuple[str, str]] = []
+    categories = {row.get("category") for row in ctx.rows} | {
+        module_category(info) for info in ctx.infos.values()
+    }
     for r in registered("trace"):
+        if r.applies_to and not categories.intersection(r.applies_to):
+            continue
         why = missing(r, ctx.present)
         if why is not None:
             skipped.append((r.name, why))

@@ -277,7 +277,8 @@ def write_diagnosis_report(
 def diagnosis_json(diagnosis: Diagnosis, trace: Trace | None = None) -> dict[str, Any]:
     """The diagnosis as strict-JSON data for machines and CI.
 
-    Keys: ``worst`` (highest severity or None), ``findings``, ``layers`` (the per-layer table,
+    Keys: ``worst`` (highest severity or None), ``findings``, ``skipped`` (rules that could not
+    run, with the reason), ``layers`` (the per-layer table,
     :data:`LAYER_COLUMNS`), ``meta`` (the diagnosis's), and with a trace ``steps`` (per-step
     loss, gradient norm, non-finite flag), ``nonfinite_events`` and ``trace`` (path and run
     metadata without the model summary). NaN and inf appear as the strings "nan"/"inf"/"-inf"
@@ -286,6 +287,7 @@ def diagnosis_json(diagnosis: Diagnosis, trace: Trace | None = None) -> dict[str
     out: dict[str, Any] = {
         "worst": diagnosis.worst,
         "findings": [f.to_dict() for f in diagnosis.findings],
+        "skipped": [{"rule": r, "reason": why} for r, why in diagnosis.skipped],
         "layers": layer_table(diagnosis, trace).to_dict("records"),
         "meta": dict(diagnosis.meta),
     }

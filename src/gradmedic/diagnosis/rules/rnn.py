@@ -104,6 +104,7 @@ def _predicted_time_decay(info: dict[str, Any], T: int) -> float | None:
     slugs=("rnn-long-range-vanishing", "rnn-exploding"),
     requires=(_PROFILE,),
     priority=50,
+    applies_to=("recurrent",),
 )
 def rule_rnn(ctx: Context) -> list[Finding]:
     """At most one finding per recurrent layer (see the module docstring). ``evidence``:
