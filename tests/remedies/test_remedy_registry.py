@@ -164,6 +164,10 @@ def test_canonical_order_structure_first_training_last():
         "clip-grad-value",
         "agc",
         "autoclip",
+        "zclip",
+        "adagc",
+        "spike-clip",
+        "skip-step",
         "lower-lr",
     ]
     specs = ["lower-lr", "reinit(scheme=xavier)", "replace-rnn(to=gru)", "reinit", "nope"]
@@ -186,7 +190,8 @@ def test_apply_unknown_and_not_applicable_messages(digits):
     assert str(e.value) == (
         "remedy 'replace-rnn' does not apply to Sequential: it has no nn.RNN module; remedies "
         "that apply: swap-activation, add-residual, add-norm, reinit, add-aux-heads, "
-        "clip-grad-norm, clip-grad-value, agc, autoclip, lower-lr"
+        "clip-grad-norm, clip-grad-value, agc, autoclip, zclip, adagc, spike-clip, skip-step, "
+        "lower-lr"
     )
     with pytest.raises(UnknownNameError) as e:
         apply(m, "reinit(schem=kaiming)")
@@ -206,6 +211,10 @@ def test_applicable_depends_on_the_model(digits):
         "clip-grad-value",
         "agc",
         "autoclip",
+        "zclip",
+        "adagc",
+        "spike-clip",
+        "skip-step",
         "lower-lr",
     ]
     assert "forget-bias" in applicable(build_model("lstm:hidden=4", adding.info))

@@ -31,6 +31,7 @@ between ``loss.backward()`` and ``optimizer.step()``.
 from __future__ import annotations
 
 from gradmedic.remedies.activation import swap_activation, swap_activation_
+from gradmedic.remedies.adaptive_clipping import AdaGC, SkipStep, SpikeClip, ZClip
 from gradmedic.remedies.base import RemedyReport
 from gradmedic.remedies.clipping import (
     AGC,
@@ -74,6 +75,7 @@ __all__ = [
     "AGC",
     "REMEDIES",
     "SCHEMES",
+    "AdaGC",
     "AutoClip",
     "AuxiliaryHeads",
     "ClipGradNorm",
@@ -82,6 +84,9 @@ __all__ = [
     "Remedy",
     "RemedyReport",
     "Residual",
+    "SkipStep",
+    "SpikeClip",
+    "ZClip",
     "add_aux_heads",
     "add_norm",
     "add_residual",

@@ -326,7 +326,8 @@ def make_clipper(spec: Any) -> Clipper | None:
 # registration: the training-side remedies (the model is left unchanged)
 
 
-def _training(clipper: Clipper) -> RemedyReport:
+def training_remedy(clipper: Clipper) -> RemedyReport:
+    """The report of a training-side remedy: ``clipper`` becomes the run's grad_transform."""
     rep = RemedyReport(spec=clipper.spec, grad_transform=clipper)
     rep.changes.append(
         f"training: {clipper.spec} between loss.backward() and optimizer.step() (model unchanged)"
@@ -339,7 +340,7 @@ def _clip_grad_norm_remedy(
     model: nn.Module, /, max_norm: float = 1.0
 ) -> tuple[nn.Module, RemedyReport]:
     """clip the global gradient norm (Pascanu et al. 2013)"""
-    return model, _training(ClipGradNorm(max_norm))
+    return model, training_remedy(ClipGradNorm(max_norm))
 
 
 @remedy("clip-grad-value", order=120)
@@ -347,7 +348,7 @@ def _clip_grad_value_remedy(
     model: nn.Module, /, clip_value: float = 1.0
 ) -> tuple[nn.Module, RemedyReport]:
     """clip every gradient element to [-c, c]"""
-    return model, _training(ClipGradValue(clip_value))
+    return model, training_remedy(ClipGradValue(clip_value))
 
 
 @remedy("agc", order=130)
@@ -355,7 +356,7 @@ def _agc_remedy(
     model: nn.Module, /, clip_factor: float = 0.01, eps: float = 1e-3, skip_last: bool = False
 ) -> tuple[nn.Module, RemedyReport]:
     """adaptive unit-wise gradient clipping (Brock et al. 2021)"""
-    return model, _training(AGC(clip_factor, eps, skip_last=skip_last))
+    return model, training_remedy(AGC(clip_factor, eps, skip_last=skip_last))
 
 
 @remedy("autoclip", order=140)
@@ -363,7 +364,7 @@ def _autoclip_remedy(
     model: nn.Module, /, percentile: float = 10.0
 ) -> tuple[nn.Module, RemedyReport]:
     """clip to a percentile of the norms seen so far (Seetharaman et al. 2020)"""
-    return model, _training(AutoClip(percentile))
+    return model, training_remedy(AutoClip(percentile))
 
 
 @remedy("lower-lr", order=150)

@@ -242,6 +242,8 @@ def train(
     torch.manual_seed(cfg.seed)
     model.train()
     opt = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr)
+    if hasattr(grad_transform, "bind"):  # clippers that read optimizer state (SPAM)
+        grad_transform.bind(opt)
     mon: Monitor | None = None
     if monitor:
         kwargs: dict[str, Any] = {"every": cfg.every, "rnn_hidden": cfg.rnn_hidden}
