@@ -17,7 +17,7 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 $(BIN)/.dev-installed: $(BIN)/.installed
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet -e ".[dev,all]" "$(TORCH_SPEC)"
 	touch $@
 
 install: $(BIN)/.installed
@@ -25,7 +25,7 @@ install: $(BIN)/.installed
 dev: $(BIN)/.dev-installed
 
 demo: $(BIN)/.installed
-	$(BIN)/gradmedic demo --out $(OUT)
+	$(BIN)/gradmedic demo --out $(OUT) --overwrite
 
 test: $(BIN)/.dev-installed browser
 	$(BIN)/ruff check src tests benchmarks

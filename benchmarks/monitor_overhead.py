@@ -11,6 +11,7 @@ Run: ``python benchmarks/monitor_overhead.py [--repeats 9] [--steps 20] [--threa
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import time
 from collections.abc import Callable
@@ -66,7 +67,37 @@ def lstm() -> tuple[nn.Module, Callable[[], tuple[torch.Tensor, torch.Tensor]]]:
     return LSTMModel(), lambda: (x, y)
 
 
-WORKLOADS = {"deep-mlp": deep_mlp, "small-cnn": small_cnn, "lstm": lstm}
+class FunctionalMLP(nn.Module):
+    """The deep MLP as bare parameters and functional calls (``F.relu(x @ W.T + b)``): every
+    layer is measured by the Monitor's functional recorder (a torch function mode)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        dims = [64] + [256] * 19 + [10]
+        self.ws = nn.ParameterList(
+            nn.Parameter(torch.randn(o, i) * (2 / i) ** 0.5) for i, o in itertools.pairwise(dims)
+        )
+        self.bs = nn.ParameterList(nn.Parameter(torch.zeros(o)) for o in dims[1:])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for i, (w, b) in enumerate(zip(self.ws, self.bs, strict=True)):
+            x = x @ w.T + b
+            if i < len(self.ws) - 1:
+                x = nn.functional.relu(x)
+        return x
+
+
+def functional_mlp() -> tuple[nn.Module, Callable[[], tuple[torch.Tensor, torch.Tensor]]]:
+    x, y = torch.randn(256, 64), torch.randint(0, 10, (256,))
+    return FunctionalMLP(), lambda: (x, y)
+
+
+WORKLOADS = {
+    "deep-mlp": deep_mlp,
+    "small-cnn": small_cnn,
+    "lstm": lstm,
+    "functional-mlp": functional_mlp,
+}
 
 CONFIGS: dict[str, dict | None] = {
     "plain": None,
@@ -110,7 +141,7 @@ def main() -> None:
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, threads {args.threads}, {args.steps} steps x {args.repeats}")
     print(
-        f"{'workload':<10} {'step ms':>8} " + " ".join(f"{c:>16}" for c in CONFIGS if c != "plain")
+        f"{'workload':<14} {'step ms':>8} " + " ".join(f"{c:>16}" for c in CONFIGS if c != "plain")
     )
     for wname in args.workloads:
         model, batch = WORKLOADS[wname]()
@@ -125,7 +156,7 @@ def main() -> None:
                 ratios[c].append(run(model, batch, args.steps, c) / base)
         step_ms = 1000 * statistics.median(plain_times) / args.steps
         cells = " ".join(f"{100 * (statistics.median(r) - 1):>+15.1f}%" for r in ratios.values())
-        print(f"{wname:<10} {step_ms:>8.2f} {cells}")
+        print(f"{wname:<14} {step_ms:>8.2f} {cells}")
 
 
 if __name__ == "__main__":

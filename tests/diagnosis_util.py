@@ -5,6 +5,8 @@ autograd reference of the end-to-end backward-signal ratio the diagnosis judges.
 from __future__ import annotations
 
 import copy
+import json
+from typing import Any
 
 import pandas as pd
 import torch
@@ -60,6 +62,32 @@ def spike_trace(losses: list[float], norms: list[float]) -> Trace:
         columns=["ord", "name", "type", "activation", "n_params", "info"],
     )
     return Trace(frame=frame_from_rows(rows), modules=modules, meta={"schema_version": 1})
+
+
+def event_trace(
+    modules: list[tuple[str, str, str | None, dict[str, Any]]],
+    rows: list[tuple],
+    meta: dict[str, Any] | None = None,
+) -> Trace:
+    """A hand-built trace: ``modules`` as ``(name, type, activation, info)`` in model order
+    (the root ``""`` first), ``rows`` as ``(step, module, parameter, quantity, idx, value)``."""
+    mods = pd.DataFrame(
+        [(i, n, t, a, 0, json.dumps(info)) for i, (n, t, a, info) in enumerate(modules)],
+        columns=["ord", "name", "type", "activation", "n_params", "info"],
+    )
+    return Trace(
+        frame=frame_from_rows(rows), modules=mods, meta={"schema_version": 1, **(meta or {})}
+    )
+
+
+def linear_stack(depth: int, sw2: float, width: int = 256) -> list[tuple]:
+    """The modules of a bias-free Linear stack (``linears.0`` ...) and a head, as
+    :func:`event_trace` takes them."""
+    info = {"fan_in": width, "fan_out": width, "sw2": sw2, "sb2": 0.0}
+    mods = [("", "LinearStack", None, {}), ("linears", "ModuleList", None, {})]
+    mods += [(f"linears.{i}", "Linear", None, info) for i in range(depth)]
+    head = {"fan_in": width, "fan_out": 1, "sw2": 1 / 3, "sb2": 0.0}
+    return [*mods, ("head", "Linear", None, head)]
 
 
 #: Norms with one spike (40 at step 5, the median is 1.0) and a loss that jumps right after it.

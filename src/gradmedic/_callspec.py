@@ -7,9 +7,12 @@ A *spec* names a built-in thing and, after a colon, its options::
     lstm:hidden=64,forget_bias=1.0
     mlp:act=leaky_relu(0.2),init=normal(sw2=2.0,sb2=0.05)
 
-Values are coerced: ``true``/``false``/``yes``/``no`` to bool, ``none``/``null`` to None, then
-int, then float; anything else stays a string (``leaky_relu(0.2)`` is a string value, and
-commas inside parentheses do not split options). A bare key (``mlp:residual``) means
+Values are coerced: ``true``/``false``/``yes``/``no`` to bool, then int, then float; anything
+else stays a string (``leaky_relu(0.2)`` is a string value, and commas inside parentheses do
+not split options). ``none`` and ``null`` stay the text ``'none'`` / ``'null'``: many options
+take ``none`` as a word (``ce:reduction=none``, ``gelu(approximate=none)``), so the text
+becomes Python ``None`` only where an option means "no value" (:func:`is_none_text`,
+``Options.get_int/get_float(allow_none=True)``, a remedy parameter typed ``X | None``). A bare key (``mlp:residual``) means
 ``residual=true``. Quotes around a value keep it a string (``name='1'``).
 
 A *factory reference* points at a function (or class) in a Python file instead::
@@ -35,9 +38,11 @@ from typing import Any
 from gradmedic.errors import ConfigError
 
 __all__ = [
+    "NONE_WORDS",
     "Options",
     "accepts_keyword",
     "is_factory_ref",
+    "is_none_text",
     "load_factory",
     "parse_call",
     "parse_spec",
@@ -49,12 +54,28 @@ _INT = re.compile(r"^[+-]?\d+$")
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
 _CALL = re.compile(r"^([A-Za-z_][A-Za-z0-9_\-]*)\s*\((.*)\)$", re.DOTALL)
 
+#: The words that mean "no value" where an option allows one (compared lower-case).
+NONE_WORDS: tuple[str, ...] = ("none", "null")
+
+
+def is_none_text(value: Any) -> bool:
+    """True for ``None`` and for the text ``none`` / ``null`` (any case): the spellings of
+    "no value" in a spec. Used only where an option may be None.
+
+    >>> is_none_text("None"), is_none_text(None), is_none_text("nonE1")
+    (True, True, False)
+    """
+    return value is None or (isinstance(value, str) and value.strip().lower() in NONE_WORDS)
+
 
 def parse_value(text: str) -> Any:
-    """Coerce one option value: bool, None, int, float, else the (unquoted) string.
+    """Coerce one option value: bool, int, float, else the (unquoted) string.
 
-    >>> [parse_value(v) for v in ["true", "None", "30", "-5", "1e-3", "leaky_relu(0.2)"]]
-    [True, None, 30, -5, 0.001, 'leaky_relu(0.2)']
+    ``none`` stays the string ``'none'`` (``ce:reduction=none`` is a word, not Python None);
+    see :func:`is_none_text` for the options where it means no value.
+
+    >>> [parse_value(v) for v in ["true", "none", "30", "-5", "1e-3", "leaky_relu(0.2)"]]
+    [True, 'none', 30, -5, 0.001, 'leaky_relu(0.2)']
     """
     s = text.strip()
     if len(s) >= 2 and s[0] == s[-1] and s[0] in "'\"":
@@ -64,8 +85,6 @@ def parse_value(text: str) -> Any:
         return True
     if low in ("false", "no"):
         return False
-    if low in ("none", "null"):
-        return None
     if _INT.match(s):
         return int(s)
     try:
@@ -246,9 +265,12 @@ class Options:
     def get_int(
         self, key: str, default: int | None, *, minimum: int | None = None, allow_none: bool = False
     ) -> Any:
-        """An integer option, at least ``minimum``; ``None`` only when ``allow_none``."""
+        """An integer option, at least ``minimum``; ``None`` (also the text ``none``) only when
+        ``allow_none``."""
         v = self.opts.get(key, default)
-        if v is None and (allow_none or key not in self.opts):
+        if allow_none and is_none_text(v):
+            return None
+        if v is None and key not in self.opts:
             return v
         ok = isinstance(v, int) and not isinstance(v, bool)
         if isinstance(v, float) and v.is_integer():
@@ -268,9 +290,12 @@ class Options:
         minimum: float | None = None,
         allow_none: bool = False,
     ) -> Any:
-        """A real-valued option, at least ``minimum``; ``None`` only when ``allow_none``."""
+        """A real-valued option, at least ``minimum``; ``None`` (also the text ``none``) only
+        when ``allow_none``."""
         v = self.opts.get(key, default)
-        if v is None and (allow_none or key not in self.opts):
+        if allow_none and is_none_text(v):
+            return None
+        if v is None and key not in self.opts:
             return v
         example = str(default if default is not None else 1.0)
         if isinstance(v, bool) or not isinstance(v, (int, float)):
@@ -289,10 +314,11 @@ class Options:
         raise self._bad(key, v, "it must be true or false", "true")
 
     def get_choice(self, key: str, default: str, choices: Iterable[str]) -> str:
-        """A string option from a fixed list (compared lower-case)."""
+        """A string option from a fixed list (compared lower-case; ``null`` reads as ``none``
+        when ``none`` is a choice)."""
         v = self.opts.get(key, default)
         choices = list(choices)
-        s = "none" if v is None else str(v).lower()
+        s = "none" if is_none_text(v) and "none" in choices else str(v).lower()
         if s not in choices:
             raise ConfigError(
                 f"option {key}={v!r} for {self.kind} '{self.name}' is invalid"

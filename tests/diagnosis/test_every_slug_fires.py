@@ -34,6 +34,11 @@ def _nan_module() -> Diagnosis:
     return diagnose(model=model, data=data("digits"), config=TrainConfig(steps=2, every=1))
 
 
+def _nothing_measurable() -> Diagnosis:
+    """A trace of global norms only (no layer rows): nothing to judge per layer."""
+    return diagnose(spike_trace([2.0] * 10, [1.0] * 10))
+
+
 def _sigmoid_into_bce() -> Diagnosis:
     return diagnose(model=nn.Sequential(nn.Linear(4, 1), nn.Sigmoid()), loss=nn.BCELoss())
 
@@ -62,6 +67,7 @@ CASES: dict[str, tuple[Callable[[], Diagnosis], str]] = {
     "rnn-exploding": (lambda: run("rnn:hidden=32,radius=3", "adding-50"), "warning"),
     "gradient-spikes": (lambda: diagnose(spike_trace(SPIKE_LOSSES_JUMP, SPIKE_NORMS)), "warning"),
     "unstable-loss-pairing": (_sigmoid_into_bce, "warning"),
+    "nothing-measurable": (_nothing_measurable, "warning"),
 }
 
 

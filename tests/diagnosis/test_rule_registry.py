@@ -17,12 +17,13 @@ from gradmedic.trace.schema import Quantity
 def test_slugs_come_from_the_registered_rules():
     declared = {s for r in registered() for s in r.slugs}
     assert set(SLUGS) == declared
-    assert len(SLUGS) == len(set(SLUGS)) == 10
+    assert len(SLUGS) == len(set(SLUGS)) == 11
     assert slugs() == SLUGS
     assert "stalled-learning" not in SLUGS  # never emitted, so not listed
     assert "unstable-loss-pairing" in SLUGS  # the static checks are registered too
     assert [r.name for r in registered("static")] == ["static_checks"]
     assert [r.name for r in registered("trace")] == [
+        "rule_measurable",
         "rule_nonfinite",
         "rule_depth",
         "rule_saturation",
@@ -34,7 +35,8 @@ def test_slugs_come_from_the_registered_rules():
 
 def test_rules_without_their_quantities_are_skipped_with_the_reason():
     ran = run_rules(Context.build(spike_trace(SPIKE_LOSSES_JUMP, SPIKE_NORMS)))
-    assert [f.slug for f in ran.findings] == ["gradient-spikes"]
+    # a trace of global norms only: the spike is judged, the layers are not (nothing measurable)
+    assert [f.slug for f in ran.findings] == ["nothing-measurable", "gradient-spikes"]
     assert [name for name, _ in ran.skipped] == [
         "rule_depth",
         "rule_saturation",

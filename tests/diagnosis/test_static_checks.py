@@ -14,25 +14,30 @@ class _Log(nn.Module):
         return torch.log(x)
 
 
+_BY_HAND = "output-logits(loss=CrossEntropyLoss)"
+
+
 @pytest.mark.parametrize(
-    ("tail", "loss", "severity", "to"),
+    ("tail", "loss", "severity", "fix"),
     [
-        (nn.Sigmoid(), nn.BCELoss(), "warning", "bce-logits"),
-        (nn.Sigmoid(), nn.BCEWithLogitsLoss(), "warning", "bce-logits"),
-        (nn.Softmax(dim=-1), nn.CrossEntropyLoss(), "warning", "ce"),
-        (nn.LogSoftmax(dim=-1), nn.CrossEntropyLoss(), "info", "ce"),
-        (nn.Softmax(dim=-1), nn.NLLLoss(), "warning", "ce"),
-        ([nn.Softmax(dim=-1), _Log()], nn.NLLLoss(), "warning", "ce"),
-        (None, nn.NLLLoss(), "warning", "ce"),
+        (nn.Sigmoid(), nn.BCELoss(), "warning", "fix-loss(to=bce-logits)"),
+        (nn.Sigmoid(), nn.BCEWithLogitsLoss(), "warning", "fix-loss(to=bce-logits)"),
+        (nn.Softmax(dim=-1), nn.CrossEntropyLoss(), "warning", "fix-loss(to=ce)"),
+        # no final Sigmoid/Softmax module for fix-loss to fuse: the user returns the logits
+        (nn.LogSoftmax(dim=-1), nn.CrossEntropyLoss(), "info", _BY_HAND),
+        (nn.Softmax(dim=-1), nn.NLLLoss(), "warning", "fix-loss(to=ce)"),
+        ([nn.Softmax(dim=-1), _Log()], nn.NLLLoss(), "warning", _BY_HAND),
+        (None, nn.NLLLoss(), "warning", _BY_HAND),
     ],
 )
-def test_static_loss_pairings(tail, loss, severity, to):
+def test_static_loss_pairings(tail, loss, severity, fix):
     tails = tail if isinstance(tail, list) else ([tail] if tail is not None else [])
     model = nn.Sequential(nn.Linear(4, 3), *tails)
     found = static_checks(model, loss)
     assert [f.slug for f in found] == ["unstable-loss-pairing"]
     assert found[0].severity == severity
-    assert [str(p) for p in found[0].prescriptions] == [f"fix-loss(to={to})"]
+    assert [str(p) for p in found[0].prescriptions] == [fix]
+    assert found[0].prescriptions[0].manual is (fix == _BY_HAND)
 
 
 @pytest.mark.parametrize(

@@ -89,7 +89,10 @@ def _fire(tensors: list[torch.Tensor]) -> None:
     """Run backward from each tensor (its graph is retained): live hooks on it would fire."""
     for t in tensors:
         if t.requires_grad:
-            torch.autograd.backward(t, torch.ones_like(t), retain_graph=True)
+            try:  # hooks on t run before the failing backward of the model's last op
+                torch.autograd.backward(t, torch.ones_like(t), retain_graph=True)
+            except RuntimeError as exc:
+                assert str(exc) == "backward failed"
 
 
 def _train_one_step(where: str, flags: dict) -> tuple[Monitor, nn.Module, torch.optim.Optimizer]:
@@ -139,3 +142,47 @@ def test_the_firing_check_sees_live_hooks(probe, spied):
         assert len(fired) > n
         opt.step()
     assert len(fired) > 0
+
+
+class FunctionalNet(nn.Module):
+    """Bare parameters and functional calls inside a block with a child: the functional
+    recorder (a torch function mode) and the watched block's hooks are live on the step."""
+
+    def __init__(self, where: str):
+        super().__init__()
+        self.where = where
+        self.w = nn.Parameter(torch.randn(4, 3))
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, x):
+        h = torch.tanh(x @ self.w.T)
+        if self.where == "forward":
+            raise RuntimeError("forward failed")
+        h = self.head(nn.functional.relu(h))
+        return Fail.apply(h) if self.where == "backward" else h
+
+
+@pytest.mark.parametrize("where", ["none", "forward", "backward", "step"])
+def test_functional_recorder_and_root_hooks_leave_nothing_after_detach(where, spied):
+    tensors, fired = spied
+    torch.manual_seed(0)
+    model = FunctionalNet(where)
+    opt = (FailingSGD if where == "step" else IdleSGD)(model.parameters(), lr=0.1)
+    mon = Monitor(model, optimizer=opt, every=1)
+    try:
+        with mon:
+            assert mon._fn is not None
+            opt.zero_grad()
+            model(torch.randn(5, 3)).sum().backward(retain_graph=True)
+            opt.step()
+    except RuntimeError as exc:
+        assert str(exc) == f"{where} failed"
+        assert torch._C._len_torch_function_stack() == 0  # popped even when forward raised
+    if where != "forward":
+        assert tensors  # the step's hooks existed (the check below is not empty)
+    assert len(mon._hooks) == 0 and module_hooks(model) == 0
+    assert torch._C._len_torch_function_stack() == 0
+    assert all(not t._backward_hooks for t in tensors)
+    n = len(fired)
+    _fire(tensors)
+    assert len(fired) == n

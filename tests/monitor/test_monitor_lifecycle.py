@@ -59,7 +59,38 @@ def _resmlp():
     return Res()
 
 
-@pytest.mark.parametrize("model_fn", [mlp, _resmlp])
+def _functional():
+    class Functional(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w1 = nn.Parameter(torch.randn(16, 10) * 0.3)
+            self.b1 = nn.Parameter(torch.zeros(16))
+            self.w2 = nn.Parameter(torch.randn(3, 16) * 0.3)
+
+        def forward(self, x):
+            h = torch.tanh(x @ self.w1.T + self.b1)
+            return nn.functional.linear(nn.functional.relu(h), self.w2)
+
+    return Functional()
+
+
+def _attention():
+    class Attn(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inp = nn.Linear(10, 32)
+            self.attn = nn.MultiheadAttention(8, 2, batch_first=True)
+            self.out = nn.Linear(8, 3)
+
+        def forward(self, x):
+            h = self.inp(x).view(-1, 4, 8)
+            a, _ = self.attn(h, h, h)
+            return self.out(torch.sigmoid(a + h).mean(1))
+
+    return Attn()
+
+
+@pytest.mark.parametrize("model_fn", [mlp, _resmlp, _functional, _attention])
 def test_monitoring_does_not_change_training(model_fn):
     plain_losses, plain_params = _train(model_fn, False)
     mon_losses, mon_params = _train(model_fn, True, rnn_hidden=True)

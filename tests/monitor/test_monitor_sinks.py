@@ -65,7 +65,9 @@ def test_each_recorded_step_reaches_the_sink_with_the_traces_values():
     f = mon.frame()
     assert [s for s, _ in sink.writes] == [0, 2, 4]
     for step, scalars in sink.writes:
-        assert set(scalars) == {"grad_norm_total", "loss", "nonfinite"}
+        assert set(scalars) == {"grad_norm_total", "loss", "nonfinite", "signal_ratio"} | {
+            "worst_gain", "worst_dead_frac", "worst_saturated_frac"
+        }  # fmt: skip
         assert scalars["grad_norm_total"] == _trace_value(f, step, "grad_norm_total")
         assert scalars["loss"] == _trace_value(f, step, "loss")
         assert scalars["nonfinite"] == 0.0

@@ -61,6 +61,7 @@ def test_layer_table_prefers_the_diagnosis_rows(mlp_trace):
             "signal_out",
             "gain",
             "saturated_frac",
+            "inactive_frac",
             "dead_frac",
             "predicted_gain",
         ]

@@ -1,4 +1,4 @@
-"""The treatment's before/after table and HTML report (gradmedic.report.treatment)."""
+"""The treatment's verdict, before/after table and HTML report (gradmedic.report.treatment)."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ def treated(tmp_path_factory):
         config=TrainConfig(steps=10, lr=0.1, every=5),
         remedies=["add-norm(kind=batch)", "clip-grad-norm(max_norm=1.0)"],
         out=out,
+        executor="serial",
     )
 
 
@@ -31,8 +32,11 @@ def test_report_is_written_next_to_the_json_and_recorded_there(treated):
     assert path == treated.out / "report.html" == treated.report_path
     html = path.read_text()
     assert html.count("<img") >= 2  # weight-gradient flow and loss, before and after
-    assert "Chosen: add-norm(kind=batch)." in html
-    assert "What the chosen remedy changed" in html
+    assert f"Chosen: {treated.best}." in html
+    assert treated.verdict.split(":")[0] in html
+    assert (
+        "Each candidate at its own best learning rate of the shared grid (0.01, 0.03, 0.1" in html
+    )
     data = json.loads((treated.out / "treatment.json").read_text())
     assert data["report_path"] == str(path)
 
@@ -44,16 +48,17 @@ def test_report_without_an_output_folder_needs_a_path(treated, tmp_path):
     assert write_treatment_report(bare, tmp_path / "r.html").exists()
 
 
-def test_table_marks_the_best_and_prints_the_margins(treated):
-    con = Console(record=True, width=200)
+def test_the_verdict_line_comes_first_then_the_table_with_each_rate(treated):
+    con = Console(record=True, width=220)
     print_treatment(treated, console=con)
-    text = con.export_text()
-    lines = text.splitlines()
-    best = next(line for line in lines if "* add-norm(kind=batch)" in line)
-    assert f"{treated.best_row['health']:.3g}" in best
-    assert any("clip-grad-norm(max_norm=1.0)" in line and "* " not in line for line in lines)
-    m = treated.margins
-    assert (
-        f"best: add-norm(kind=batch)  gradient health {m['health_untreated']:.3g} -> "
-        f"{m['health_best']:.3g} decades from 1"
-    ) in text
+    lines = con.export_text().splitlines()
+    assert lines[0] == treated.verdict
+    assert lines[0].startswith("cured: add-norm(kind=batch) at lr 0.3: loss 2.332 -> 2.09 (0.194 ")
+    best = next(line for line in lines if line.startswith("│ * "))
+    cells = [c.strip() for c in best.strip("│").split("│")]
+    assert cells[:5] == ["* add-norm(kind=batch)", "0.3", "learning", "0.341", "0.467"]
+    assert cells[5:8] == ["0", "2.09", "0.194"]  # non-finite steps, final loss, below the band
+    tried = [line for line in lines if line.startswith("rates tried, ")]
+    assert len(tried) == len(treated.rows) == 3
+    assert any("clip-grad-norm(max_norm=1.0)" in line for line in tried)
+    assert "untreated noise band 2.284-2.344 (3 seeds at lr 1)" in lines

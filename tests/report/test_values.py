@@ -11,7 +11,9 @@ from gradmedic.report.values import (
     cell_text,
     format_value,
     is_number,
+    module_label,
     severity_colour,
+    visible,
 )
 
 
@@ -67,3 +69,35 @@ def test_severity_colours():
     assert severity_colour("warning") == ("#9a5b00", "#fff4e0")
     assert severity_colour("bogus") == SEVERITY_COLOURS["info"]
     assert severity_colour(None) == SEVERITY_COLOURS["info"]
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("layers.3", "layers.3"),
+        ("\x1b]0;pwned\x07\x1b[2J", "\\x1b]0;pwned\\x07\\x1b[2J"),
+        ("a\tb\nc\rd", "a\\x09b\\x0ac\\x0dd"),
+        ("csi\x9b2J", "csi\\x9b2J"),  # the one-byte C1 control sequence introducer
+        ("abc\u202edef", "abc\\u202edef"),  # right-to-left override
+        ("réseau.couche_1 ∂L", "réseau.couche_1 ∂L"),
+        (3, "3"),
+    ],
+)
+def test_visible_shows_control_characters_as_escapes(text, shown):
+    assert visible(text) == shown
+
+
+@pytest.mark.parametrize(
+    ("name", "meta", "label"),
+    [
+        ("", {"model_class": "TinyNet"}, "TinyNet"),
+        ("", {}, "the model"),
+        ("", None, "the model"),
+        (None, {"model_class": "TinyNet"}, "TinyNet"),
+        ("fc", {"model_class": "TinyNet"}, "fc"),
+        ("\x07", {}, "\\x07"),
+        ("", {"model_class": "Evil\x1b[2J"}, "Evil\\x1b[2J"),
+    ],
+)
+def test_module_label_names_the_root_by_the_model_class(name, meta, label):
+    assert module_label(name, meta) == label

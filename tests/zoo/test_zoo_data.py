@@ -39,7 +39,7 @@ def test_parse_spec_coerces_values_and_keeps_calls_whole() -> None:
         "bias": False,
         "bias_init": -5,
         "lr": 0.001,
-        "norm": None,
+        "norm": "None",  # a word: Options turns it into None only where None is meant
         "residual": True,
     }
     assert parse_spec("adding-200") == ("adding-200", {})

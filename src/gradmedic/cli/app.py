@@ -6,7 +6,8 @@ Each command lives in its own module (:mod:`~gradmedic.cli.diagnose`,
 workflow; this module wraps each in :func:`friendly` and registers it. A
 :class:`~gradmedic.errors.GradmedicError` (bad input) is printed as ``error: ...`` on one line
 of stderr, without a traceback, and the command exits with the error's code (2); so is an
-``OSError`` from writing the output (a folder that is a file, no permission, disk full).
+``OSError`` (a folder that is a file, no permission, disk full): about the ``--out`` /
+``--output`` path when its file lies there, else about the file it names.
 
 Example::
 
@@ -19,7 +20,8 @@ Example::
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -40,9 +42,26 @@ lab_app = typer.Typer(no_args_is_help=True, help="Experiments for every claim of
 app.add_typer(lab_app, name="lab")
 
 
+def _os_error(exc: OSError, options: Mapping[str, Any]) -> str:
+    """One line for an OSError: blame the output option only when the file is under it."""
+    name = exc.filename
+    where = f" ({name})" if name else ""
+    text = f"{exc.strerror or exc}{where}"
+    for key, flag in (("out", "--out"), ("output", "--output")):
+        target = options.get(key)
+        if target is None:
+            continue
+        if name is None:
+            return f"{text}; check the {flag} path {target} (or the disk) and try again"
+        path, base = Path(str(name)).absolute(), Path(str(target)).absolute()
+        if path == base or base in path.parents:
+            return f"{text}; choose another {flag} path or fix it"
+    return f"{text}; that file is not gradmedic's output: check the path and its permissions"
+
+
 def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap a command: print a GradmedicError (or an OSError from writing the output) as one
-    line on stderr and exit with its code (2), no traceback."""
+    """Wrap a command: print a GradmedicError or an OSError as one line on stderr and exit
+    with status 2, no traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -52,8 +71,7 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
             one_line(str(exc))
             raise typer.Exit(exc.exit_code) from None
         except OSError as exc:  # a folder that is a file, no permission, disk full, ...
-            where = f" ({exc.filename})" if exc.filename else ""
-            one_line(f"{exc.strerror or exc}{where}; choose another --out path or fix it")
+            one_line(_os_error(exc, kwargs))
             raise typer.Exit(2) from None
 
     return wrapper

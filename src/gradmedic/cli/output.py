@@ -31,6 +31,7 @@ __all__ = [
     "print_json",
     "progress_bar",
     "say",
+    "say_notes",
 ]
 
 #: Exit status of a run whose result fails a check (``--fail-on``, a lab claim that failed).
@@ -55,6 +56,15 @@ def one_line(message: str) -> None:
 def say(message: str) -> None:
     """A progress note on stderr (rich markup allowed)."""
     err_console.print(message)
+
+
+def say_notes(notes: list[str]) -> None:
+    """Each note (what gradmedic changed to make the data fit) as ``note: ...`` on stderr,
+    printed literally."""
+    from rich.text import Text
+
+    for note in notes:
+        err_console.print(Text("note: ", style="yellow") + Text(note), soft_wrap=True)
 
 
 @contextmanager

@@ -39,5 +39,5 @@ def report(
     if as_json:
         print_json(diagnosis_json(result, tr))
     else:
-        print_diagnosis(result, console=out_console)
+        print_diagnosis(result, console=out_console, trace=tr)
         out_console.print(f"report: {path}")

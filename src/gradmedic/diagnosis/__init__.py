@@ -63,13 +63,18 @@ SLUGS = slugs()
 
 
 def headline(diagnosis: Diagnosis) -> str:
-    """One line: the worst finding and how many more, or that the run looks healthy.
+    """One line: the worst finding and how many more, that nothing measurable was recorded
+    (never "healthy" then), or that the run looks healthy.
 
     >>> headline(Diagnosis([]))
     'healthy: no findings'
+    >>> headline(Diagnosis([Finding("nothing-measurable", "warning", "nothing measurable: x", "")]))
+    'nothing measurable: x'
     """
     if not diagnosis.findings:
         return "healthy: no findings"
+    if len(diagnosis.findings) == 1 and diagnosis.unmeasurable is not None:
+        return diagnosis.findings[0].title
     worst = diagnosis.findings[0]
     for f in diagnosis.findings:
         if severity_rank(f.severity) > severity_rank(worst.severity):

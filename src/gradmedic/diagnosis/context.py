@@ -60,9 +60,12 @@ class Context:
     @classmethod
     def build(cls, trace: Trace, infos: dict[str, dict[str, Any]] | None = None) -> Context:
         """The context of ``trace``; ``infos`` (init-time facts of the untrained model, as
-        :func:`gradmedic.workflows.checkup.model_infos` gives them) replace the trace's modules
-        table when given."""
+        :func:`gradmedic.workflows.checkup.model_infos` gives them) replace the trace's facts
+        of the same modules when given; modules only the trace knows (functional layers the
+        Monitor found while the model ran) keep theirs, and every module keeps the trace's
+        order."""
         if infos:
+            infos = _merged(module_infos(trace), infos)
             trace = _with_infos(trace, infos)  # init-time facts of the untrained model
         else:
             infos = module_infos(trace)
@@ -94,6 +97,23 @@ class Context:
             sub = self.trace.quantity(quantity)
             cache[key] = sorted(int(s) for s in sub["step"].unique())
         return list(cache[key])
+
+
+def _merged(
+    recorded: dict[str, dict[str, Any]], given: dict[str, dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """The trace's module facts updated with ``given`` (same names), in the trace's order;
+    modules only in ``given`` follow."""
+    out = {
+        n: {**i, **{k: v for k, v in given.get(n, {}).items() if k != "ord"}}
+        for n, i in recorded.items()
+    }
+    last = max((i.get("ord", 0) for i in out.values()), default=-1)
+    for n, i in sorted(given.items(), key=lambda kv: kv[1].get("ord", 0)):
+        if n not in out:
+            last += 1
+            out[n] = {**i, "ord": last}
+    return out
 
 
 def _with_infos(trace: Trace, infos: dict[str, dict[str, Any]]) -> Trace:

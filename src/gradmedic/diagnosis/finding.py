@@ -6,16 +6,20 @@ full list is :data:`gradmedic.diagnosis.SLUGS`, taken from the rule registry), a
 numbers, beside theory's prediction where there is one), the ``cause`` in one sentence, and
 ``prescriptions``: remedies by name with parameters, the names that :mod:`gradmedic.remedies`
 implements (``swap-activation(to=leaky_relu)``, ``reinit(scheme=kaiming)``,
-``clip-grad-norm(max_norm=1.0)``, ...). A :class:`Diagnosis` holds the findings of one run, the
-per-layer table they were drawn from and the rules that could not run on the trace
-(``skipped``). Rendering (terminal, HTML, notebook) lives in :mod:`gradmedic.report`.
+``clip-grad-norm(max_norm=1.0)``, ...), each with the effect predicted for it, or ``manual``
+changes to the user's code or data that gradmedic cannot make (an epsilon in the loss). A
+:class:`Diagnosis` holds the findings of one run, the per-layer table they were drawn from, the
+rules that could not run on the trace (``skipped``) and its ``outcome``: ``findings``,
+``healthy`` (no finding, and something was measured) or ``nothing-measurable`` (too little
+recorded to judge; ``gradmedic diagnose`` exits 3). Rendering (terminal, HTML, notebook) lives
+in :mod:`gradmedic.report`.
 
 Example::
 
     >>> f = Finding("poor-init", "warning", "Init off the critical scale", "sigma_w^2 = 1")
     >>> d = Diagnosis([f], skipped=[("rule_rnn", "no RNN time profile recorded")])
-    >>> d.worst, d.slugs(), d.to_dict()["skipped"][0]["rule"]
-    ('warning', ['poor-init'], 'rule_rnn')
+    >>> d.worst, d.slugs(), d.to_dict()["skipped"][0]["rule"], d.outcome
+    ('warning', ['poor-init'], 'rule_rnn', 'findings')
 """
 
 from __future__ import annotations
@@ -26,6 +30,9 @@ from typing import Any
 from gradmedic.errors import ConfigError
 
 __all__ = [
+    "EXIT_FINDINGS",
+    "EXIT_UNMEASURABLE",
+    "NOTHING_MEASURABLE",
     "SEVERITIES",
     "Diagnosis",
     "Finding",
@@ -34,6 +41,14 @@ __all__ = [
 ]
 
 SEVERITIES = ("info", "warning", "error")
+#: The slug of the outcome "nothing measurable": the run yielded too little to judge gradient
+#: flow (:mod:`gradmedic.diagnosis.rules.measurable`); never read as healthy.
+NOTHING_MEASURABLE = "nothing-measurable"
+#: Exit status of ``gradmedic diagnose`` when findings at ``--fail-on`` or worse exist.
+EXIT_FINDINGS = 1
+#: Exit status of ``gradmedic diagnose`` when nothing measurable was recorded (and no finding
+#: at ``--fail-on`` or worse): too little evidence to call the run healthy or sick.
+EXIT_UNMEASURABLE = 3
 
 
 def severity_rank(severity: str) -> int:
@@ -57,21 +72,30 @@ class Prescription:
     """A remedy by name with its parameters, e.g. ``Prescription("reinit", {"scheme": "kaiming"})``.
 
     ``str(p)`` gives the spec form ``reinit(scheme=kaiming)`` that ``gradmedic treat --remedy``
-    accepts; ``reason`` is one short phrase on why it helps.
+    accepts; ``plus`` are remedies applied with it as one combination (``str`` joins them with
+    ``+``: ``swap-activation(to=leaky_relu)+reinit(scheme=kaiming)``); ``reason`` is one short
+    phrase on why it helps; ``predicted`` the effect our theory or measurements predict
+    (``log10_ratio``, ``ratio``, ``basis``, ...; :mod:`gradmedic.diagnosis.prescribe`).
+    ``manual`` marks a change to the user's code or data that gradmedic cannot apply for them
+    (an epsilon in the loss, standardised data): printed, never tried by ``treat``.
 
     >>> str(Prescription("clip-grad-norm", {"max_norm": 1.0}))
     'clip-grad-norm(max_norm=1.0)'
+    >>> str(Prescription("swap-activation", {"to": "relu"}, plus=(Prescription("reinit"),)))
+    'swap-activation(to=relu)+reinit'
     """
 
     remedy: str
     params: dict[str, Any] = field(default_factory=dict)
     reason: str = ""
+    plus: tuple[Prescription, ...] = ()
+    predicted: dict[str, Any] = field(default_factory=dict)
+    manual: bool = False
 
     def __str__(self) -> str:
-        if not self.params:
-            return self.remedy
         args = ",".join(f"{k}={v}" for k, v in self.params.items())
-        return f"{self.remedy}({args})"
+        head = f"{self.remedy}({args})" if self.params else self.remedy
+        return "+".join([head, *(str(p) for p in self.plus)])
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -79,6 +103,8 @@ class Prescription:
             "params": dict(self.params),
             "spec": str(self),
             "reason": self.reason,
+            "predicted": dict(self.predicted),
+            "manual": self.manual,
         }
 
 
@@ -149,8 +175,35 @@ class Diagnosis:
         """The findings' slugs in order (worst first)."""
         return [f.slug for f in self.findings]
 
+    @property
+    def unmeasurable(self) -> str | None:
+        """Why nothing measurable was recorded (the ``nothing-measurable`` finding's cause), or
+        None when the run gave something to judge."""
+        return next((f.cause for f in self.findings if f.slug == NOTHING_MEASURABLE), None)
+
+    @property
+    def outcome(self) -> str:
+        """``nothing-measurable``, ``findings`` (some finding) or ``healthy`` (none)."""
+        if self.unmeasurable is not None:
+            return NOTHING_MEASURABLE
+        return "findings" if self.findings else "healthy"
+
+    def exit_status(self, fail_on: str | None = None) -> int:
+        """The CLI's exit status: :data:`EXIT_FINDINGS` when a finding of ``fail_on`` or worse
+        exists (the nothing-measurable outcome is not such a finding), else
+        :data:`EXIT_UNMEASURABLE` when nothing measurable was recorded, else 0.
+
+        >>> Diagnosis([Finding(NOTHING_MEASURABLE, "warning", "t", "c")]).exit_status("warning")
+        3
+        """
+        hits = self.at_least(fail_on) if fail_on is not None else []
+        if any(f.slug != NOTHING_MEASURABLE for f in hits):
+            return EXIT_FINDINGS
+        return EXIT_UNMEASURABLE if self.unmeasurable is not None else 0
+
     def to_dict(self) -> dict[str, Any]:
         return {
+            "outcome": self.outcome,
             "findings": [f.to_dict() for f in self.findings],
             "layers": list(self.layers),
             "meta": dict(self.meta),

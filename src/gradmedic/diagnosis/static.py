@@ -9,9 +9,10 @@ Applying the squashing twice (Softmax into CrossEntropyLoss, Sigmoid into BCEWit
 multiplies the logit gradient by the softmax/sigmoid Jacobian a second time: at most 1/4 for a
 sigmoid, and the loss can no longer reach 0 (article section 1.2).
 
-What the model outputs is read from a forward pass on a real batch when one is given
-(probabilities: entries in [0, 1] summing to 1; log-probabilities: entries <= 0 whose
-``logsumexp`` is 0), otherwise from its last module when the model is an ``nn.Sequential``.
+What the model outputs is read by :func:`gradmedic.diagnosis.outputs.output_kind`. The fix is
+``fix-loss`` when the model ends in a Sigmoid/Softmax module it can fuse into the loss; when
+the squashing is a functional call (``F.log_softmax`` in ``forward``) the fix is the user's:
+return the logits (a ``manual`` prescription).
 
 Example::
 
@@ -23,6 +24,7 @@ Example::
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -30,6 +32,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from gradmedic.diagnosis.finding import Finding, Prescription
+from gradmedic.diagnosis.outputs import output_kind
 from gradmedic.diagnosis.registry import rule
 
 __all__ = ["output_kind", "static_checks"]
@@ -60,83 +63,6 @@ def _loss_name(loss: Any) -> str | None:
     if isinstance(loss, nn.Module):
         return type(loss).__name__
     return _FN_LOSSES.get(loss)
-
-
-def _last_leaf(model: nn.Module) -> nn.Module | None:
-    """The module that produces the output of nested ``nn.Sequential`` models, else None."""
-    m = model
-    while isinstance(m, nn.Sequential) and len(m) > 0:
-        m = m[-1]
-    if m is model and not isinstance(model, nn.Sequential):
-        return None
-    return m
-
-
-def _is_softmax_then_log(model: nn.Module) -> bool:
-    """A Softmax followed by a parameter-free module named like a log (``Log``, ``SafeLog``)."""
-    if not isinstance(model, nn.Sequential):
-        return False
-    leaves = [m for m in model.modules() if not any(True for _ in m.children())]
-    if len(leaves) < 2:
-        return False
-    a, b = leaves[-2], leaves[-1]
-    name = type(b).__name__.lower()
-    return (
-        isinstance(a, nn.Softmax)
-        and "log" in name
-        and not isinstance(b, (nn.LogSoftmax, nn.LogSigmoid))
-        and not any(True for _ in b.parameters())
-    )
-
-
-def _classify_tensor(out: torch.Tensor) -> str:
-    out = out.detach().float()
-    if not torch.isfinite(out).all() or out.numel() == 0:
-        return "unknown"
-    multi = out.dim() >= 2 and out.shape[-1] > 1
-    if bool(((out >= 0) & (out <= 1)).all()):
-        if multi and torch.allclose(out.sum(-1), torch.ones(()), atol=1e-3):
-            return "probs-softmax"
-        return "probs"
-    if multi and bool((out <= 0).all()):
-        lse = torch.logsumexp(out, dim=-1)
-        if torch.allclose(lse, torch.zeros(()), atol=1e-3):
-            return "logprobs"
-    return "logits"
-
-
-def output_kind(model: nn.Module, sample: torch.Tensor | None = None) -> str:
-    """What the model outputs: ``logits``, ``probs`` (sigmoid-like), ``probs-softmax``,
-    ``logprobs``, ``log-of-probs`` (a Softmax then a log: unstable) or ``unknown``."""
-    leaf = _last_leaf(model)
-    if _is_softmax_then_log(model):
-        return "log-of-probs"
-    if sample is not None:
-        was = model.training
-        try:
-            model.eval()
-            with torch.no_grad():
-                out = model(sample)
-            if isinstance(out, (tuple, list)):
-                out = out[0]
-            kind = _classify_tensor(out) if isinstance(out, torch.Tensor) else "unknown"
-        except Exception:
-            kind = "unknown"
-        finally:
-            model.train(was)
-        if kind == "logprobs" and isinstance(leaf, nn.Softmax):
-            return "log-of-probs"
-        if kind != "unknown":
-            return kind
-    if isinstance(leaf, nn.Sigmoid):
-        return "probs"
-    if isinstance(leaf, (nn.Softmax, nn.Softmax2d)):
-        return "probs-softmax"
-    if isinstance(leaf, nn.LogSoftmax):
-        return "logprobs"
-    if leaf is not None:
-        return "logits"
-    return "unknown"
 
 
 def _finding(
@@ -297,4 +223,15 @@ def static_checks(
                 "ce",
             )
         )
+    mods = dict(model.named_modules())
+    if not isinstance(mods.get(last), (nn.Sigmoid, nn.Softmax)):
+        out = [replace(f, prescriptions=[_by_hand(f.evidence["stable_replacement"])]) for f in out]
     return out
+
+
+def _by_hand(to: str) -> Prescription:
+    """The fix when no final Sigmoid/Softmax module can be fused away (a functional call or a
+    missing log): the user returns the logits and uses the fused loss."""
+    fused = {"ce": "CrossEntropyLoss", "bce-logits": "BCEWithLogitsLoss"}[to]
+    why = f"return the raw logits from forward (no final softmax/sigmoid call); train with {fused}"
+    return Prescription("output-logits", {"loss": fused}, why, manual=True)

@@ -27,7 +27,6 @@ __all__ = [
     "DEFAULT_LR",
     "EXPLODE_ERROR",
     "EXPLODE_WARNING",
-    "FORGET_BIAS_OPEN",
     "FORWARD_GROWTH",
     "GATED_VANISH_WARNING",
     "LEARN_MIN_UPDATE",
@@ -145,10 +144,6 @@ RNN_VANISH_ERROR = 1e-6
 #: Gated cells (LSTM/GRU) can learn to open their gates (Hochreiter & Schmidhuber 1997); only a
 #: fall below this is a warning for them.
 GATED_VANISH_WARNING = 1e-8
-#: A gated cell whose forget bias is below this gets forget bias 1 prescribed (Jozefowicz,
-#: Zaremba & Sutskever 2015: bias 1 keeps the forget gate ~0.73 open at init); one already at or
-#: above it, yet vanishing, gets 2.
-FORGET_BIAS_OPEN = 0.5
 #: Peak-over-last of the time profile that is exploding through time (warning).
 RNN_EXPLODE_WARNING = 1e3
 #: ... an error.

@@ -30,7 +30,9 @@ import torch
 from torch import nn
 
 from gradmedic.errors import ConfigError, ModelError
+from gradmedic.monitor.dispatch import ModuleDispatch
 from gradmedic.monitor.hooks import Hooks, ModuleSelector, select_modules
+from gradmedic.monitor.passes import PassGuard
 from gradmedic.monitor.probes import (
     ActivationProbe,
     NonFiniteProbe,
@@ -41,7 +43,7 @@ from gradmedic.monitor.probes import (
     StepProbe,
     amp_scale,
 )
-from gradmedic.monitor.probes.base import tensors_in, to_host
+from gradmedic.monitor.probes.base import to_host
 from gradmedic.monitor.runinfo import ModuleRow, module_rows, run_metadata
 from gradmedic.monitor.schedule import Schedule, ScheduleLike
 from gradmedic.trace import SCHEMA_VERSION, Row, Trace, TraceWriter, frame_from_rows, read_trace
@@ -50,8 +52,16 @@ from gradmedic.trace.sinks import Sink, Sinks
 __all__ = ["Monitor"]
 
 
-class Monitor:
+class Monitor(ModuleDispatch):
     """Record gradient flow of ``model`` during training, with hooks it owns and always removes.
+
+    What is hooked (``gradmedic.monitor.dispatch``): every leaf module and every module that
+    computes on its own (``nn.MultiheadAttention``) is measured; every other module with
+    children, the model itself included, is watched for where a NaN is born; functional layers
+    (a bare parameter in ``x @ W.T``, ``torch.sigmoid`` in ``forward``) are measured under
+    pseudo-module names (``gradmedic.monitor.functional``). A step abandoned by an exception
+    in forward, backward or ``optimizer.step()`` is discarded at the next forward
+    (``gradmedic.monitor.passes``; :meth:`discard_step` does it by hand).
 
     Args:
         model: any ``nn.Module``.
@@ -72,8 +82,9 @@ class Monitor:
         rnn_time: of the recorded steps, those with RNN ``input_grad_t`` profiles (default: all).
         rnn_hidden: of the recorded steps, those with exact ``hidden_grad_t`` profiles by
             unrolling (default: none).
-        modules: which modules to hook: ``None`` = all leaf modules; glob(s) on qualified names
-            (``"layers.*"``) and/or module types (``nn.Linear``).
+        modules: which modules to measure: ``None`` = leaves, modules that compute on their own
+            and functional layers (see above); glob(s) on qualified names (``"layers.*"``)
+            and/or module types (``nn.Linear``): those alone (the root is still watched).
         signal: measure the backward signal and gains (default True).
         weights: record parameter norms and, with an optimizer, update ratios (default True).
         nonfinite: watch for NaN/Inf (default True); see ``probes.nonfinite``.
@@ -82,8 +93,9 @@ class Monitor:
             marks them unscaled (``meta.amp``).
         metadata: extra run metadata (seed, command, ...) written to the trace.
         sinks: objects with ``write(step, scalars)`` and ``close()``
-            (:class:`gradmedic.trace.sinks.Sink`), given ``grad_norm_total``, ``loss`` and
-            ``nonfinite`` after each recorded step and closed at detach; errors are warned once.
+            (:class:`gradmedic.trace.sinks.Sink`), given the step's scalars (global gradient
+            norm, loss, non-finite events, signal ratio, worst layer: ``sinks.TAGS``) after
+            each recorded step and closed at detach; errors are warned once.
 
     Raises:
         ModelError: ``model`` is not an ``nn.Module``, or (at attach) it has no parameters.
@@ -133,20 +145,28 @@ class Monitor:
         self._attached = False
         self._selected: list[tuple[str, nn.Module]] | None = None
         self._modules_at_attach: list[ModuleRow] = []
+        self._modules_now: list[ModuleRow] = []
         self._meta_at_attach: dict[str, Any] = {}
+        self._meta_extra: dict[str, Any] = {}
+        self._hooked: list[tuple[str, nn.Module]] = []
+        self._watch_only: set[str] = set()
+        self._fn = self._fn_live = None
+        self._root_live = False
+        self._guard = PassGuard(lambda: [p for *_, p in self._params.names])
         # the probes, in the order their rows are written (nonfinite reads params and signal)
         self._step = StepProbe()
         self._params = ParamsProbe(weights)
         self._signal = SignalProbe(signal)
         self._nonfinite = NonFiniteProbe(
-            model, self.events, self._emit, self._params, self._signal,
+            model, self.events, self._emit, self._params, self._signal, self._step,
             enabled=nonfinite, halt=halt_on_nonfinite,
         )  # fmt: skip
+        self._acts = ActivationProbe(self._sub_schedule(activations))
         self._probes: list[Probe] = [
             self._step,
             self._params,
             self._signal,
-            ActivationProbe(self._sub_schedule(activations)),
+            self._acts,
             RnnProbe(self._sub_schedule(rnn_time), Schedule.coerce(rnn_hidden)),
             self._nonfinite,
         ]
@@ -173,6 +193,9 @@ class Monitor:
             # the structure and init statistics as they are now, before any update
             self._modules_at_attach = module_rows(self.model)
             self._meta_at_attach = self._run_metadata()
+            self._bind_structure(selected)
+            self._guard.reset()
+            self._sinks.set_modules(self._modules_at_attach)  # signal_ratio needs the layers
             if self._trace_path is not None:
                 self._writer = TraceWriter(self._trace_path, overwrite=self._overwrite)
                 self._overwrite = False  # a re-attach appends to what this run wrote
@@ -197,6 +220,9 @@ class Monitor:
         """Remove every hook of ours (module, optimizer and tensor hooks), close the trace and
         the sinks. Safe to call after an exception in the user's forward or backward, and more
         than once."""
+        if self._fn is not None:
+            self._fn.end_pass()  # pops our function mode if a forward left it behind
+        self._fn_live = None
         self._hooks.remove_all()
         self._selected = None
         self._reset_step()
@@ -222,32 +248,17 @@ class Monitor:
         self._inputs = [p for p in active if _overrides(p, "wants_input")]
         self._any_pre = bool(self._pre or self._inputs)
         if self._recording and self._selected:
-            self._hooks.install_modules(self._selected, self._pre_hook, self._fwd_hook)
+            self._hooks.install_modules(
+                self._hooked, self._pre_hook, self._fwd_hook, root=self._root_hooks()
+            )
+            self._fn_live = self._fn
         else:
             self._hooks.remove_modules()
+            self._fn_live = None
 
     def _reset_step(self) -> None:
-        self._hooks.remove_tensor_hooks()
-        for probe in self._probes:
-            probe.reset()
-
-    # ------------------------------------------------------------------ module hooks
-    def _pre_hook(self, name: str, module: nn.Module, args: tuple) -> tuple | None:
-        if not (self._any_pre and torch.is_grad_enabled()):
-            return None
-        for probe in self._pre:
-            probe.pre_forward(name, module, args)
-        listeners = [p for p in self._inputs if p.wants_input(name)]
-        if not listeners:
-            return None
-        return self._hooks.private_inputs(name, module, args, listeners)
-
-    def _fwd_hook(self, name: str, module: nn.Module, args: tuple, output: Any) -> None:
-        if not torch.is_grad_enabled():
-            return
-        outs = tensors_in(output)
-        for probe in self._fwd:
-            probe.forward(name, module, outs)
+        self._drop_step_state()
+        self._guard.reset()
 
     # ------------------------------------------------------------------ stepping
     def observe(self, loss: torch.Tensor | float) -> None:
@@ -273,6 +284,7 @@ class Monitor:
         self._finish_step()
 
     def _opt_pre(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        self._guard.step_begins()
         self._params.before_optimizer_step()
 
     def _opt_post(self, optimizer: Any, args: Any, kwargs: Any) -> None:
@@ -301,6 +313,7 @@ class Monitor:
             n = sum(t.numel() for t in r)
             probe.rows(step, values[pos : pos + n], rows)
             pos += n
+        self._after_record(step, rows)  # first: the sinks' ratio needs the new module table
         self._emit(rows)
         self._nonfinite.raise_if_halting()
 
@@ -310,6 +323,41 @@ class Monitor:
         else:
             self._rows.extend(rows)
         self._sinks.write_rows(rows)
+
+    # ------------------------------------------------------------------ checkpoint
+    def state_dict(self) -> dict[str, Any]:
+        """What a resumed run needs to continue this one, as JSON-able values: ``step_index``
+        (the number the next step gets), ``trace`` (its path or None), ``schedule`` (repr).
+        Save it with the model's checkpoint; :meth:`load_state_dict` takes it back.
+
+        Example::
+
+            >>> Monitor(torch.nn.Linear(2, 1)).state_dict()["step_index"]
+            0
+        """
+        trace = None if self._trace_path is None else str(self._trace_path)
+        return {"step_index": self.step_index, "trace": trace, "schedule": repr(self.schedule)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue the step numbering of a saved run: the next step is numbered
+        ``state["step_index"]``, or later when this Monitor (or the trace it appends to)
+        already went past it, so a resumed run never repeats a step number. Call it between
+        steps, before or after :meth:`attach`.
+
+        Raises:
+            ConfigError: ``state`` has no non-negative integer ``step_index``.
+        """
+        try:
+            step = int(state["step_index"])
+        except (KeyError, TypeError, ValueError):
+            step = -1
+        if step < 0:
+            raise ConfigError(
+                "load_state_dict takes the dict of Monitor.state_dict() (with a non-negative "
+                f"'step_index'); got {state!r:.80}"
+            )
+        self.step_index = max(self.step_index, step)
+        self._plan_step()
 
     # ------------------------------------------------------------------ results
     def frame(self) -> pd.DataFrame:
@@ -321,8 +369,8 @@ class Monitor:
         if self._trace_path is not None and (self._writer is not None or self._trace_path.exists()):
             return read_trace(self._trace_path)  # WAL: readable while writing
         meta = dict(self._meta_at_attach or self._run_metadata())
-        meta.update(schema_version=SCHEMA_VERSION, steps=self.step_index)
-        rows = self._modules_at_attach or module_rows(self.model)
+        meta.update(schema_version=SCHEMA_VERSION, steps=self.step_index, **self._meta_extra)
+        rows = self._modules_now or self._modules_at_attach or module_rows(self.model)
         mods = pd.DataFrame(rows, columns=["ord", "name", "type", "activation", "n_params", "info"])
         return Trace(frame=frame_from_rows(self._rows), modules=mods, meta=meta)
 

@@ -2,15 +2,43 @@
 
 Categories: ``weight`` (Linear/Conv: a module whose static facts hold ``sw2``), ``recurrent``
 (RNN/LSTM/GRU), ``activation`` (a kind in :mod:`gradmedic.nn.activations`), ``norm``,
-``structural`` (pooling, reshaping, padding, dropout) and ``other`` (modules gradmedic has no
-model of: an activation it does not know, a custom parameter-free layer, an embedding).
+``attention`` (``nn.MultiheadAttention``), ``structural`` (pooling, reshaping, padding,
+dropout) and ``other`` (modules gradmedic has no model of: an activation it does not know, a
+custom parameter-free layer, an embedding).
+
+Functional layers (a bare parameter used by ``x @ W.T``, a ``torch.sigmoid`` call in
+``forward``) are recorded by the Monitor under pseudo-module names (``<root>.W@matmul``,
+``block@sigmoid``; see ``gradmedic.monitor.functional``) whose type starts with
+:data:`FUNCTIONAL_TYPE_PREFIX`; their facts hold ``sw2`` (a weight use: category ``weight``)
+or the activation kind (category ``activation``), so every rule reads them like modules.
+
+Example::
+
+    >>> module_category({"type": "functional.matmul", "sw2": 100.0, "functional": True})
+    'weight'
+    >>> module_category({"type": "MultiheadAttention"}), is_functional({"type": "Linear"})
+    ('attention', False)
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["NORM_TYPES", "RNN_TYPE_NAMES", "STRUCTURAL_TYPES", "module_category"]
+__all__ = [
+    "ATTENTION_TYPE_NAMES",
+    "FUNCTIONAL_TYPE_PREFIX",
+    "NORM_TYPES",
+    "RNN_TYPE_NAMES",
+    "STRUCTURAL_TYPES",
+    "is_functional",
+    "module_category",
+]
+
+#: Type names of the Monitor's functional pseudo-modules start with this (``functional.matmul``).
+FUNCTIONAL_TYPE_PREFIX = "functional."
+#: Modules with children that compute on their own, without calling those children as modules
+#: (``MultiheadAttention`` uses ``out_proj.weight`` inside ``F.multi_head_attention_forward``).
+ATTENTION_TYPE_NAMES = frozenset({"MultiheadAttention"})
 
 NORM_TYPES = frozenset(
     {
@@ -82,14 +110,25 @@ STRUCTURAL_TYPES = frozenset(
 )
 
 
+def is_functional(info: dict[str, Any]) -> bool:
+    """True for a functional pseudo-module of the Monitor (a weight use or an activation call
+    in ``forward``, not an ``nn.Module``)."""
+    return bool(info.get("functional")) or str(info.get("type", "")).startswith(
+        FUNCTIONAL_TYPE_PREFIX
+    )
+
+
 def module_category(info: dict[str, Any]) -> str:
-    """``weight`` (Linear/Conv), ``recurrent``, ``activation``, ``norm``, ``structural``
+    """``weight`` (Linear/Conv, or a functional weight use), ``recurrent``, ``activation``
+    (also a functional call of a known activation), ``norm``, ``attention``, ``structural``
     (pooling, reshaping, padding, dropout: :data:`STRUCTURAL_TYPES`) or ``other`` (modules
     gradmedic has no model of: an activation it does not know, a custom parameter-free layer,
     an embedding)."""
     t = info.get("type", "")
     if t in RNN_TYPE_NAMES:
         return "recurrent"
+    if t in ATTENTION_TYPE_NAMES:
+        return "attention"
     if "sw2" in info:
         return "weight"
     if info.get("activation"):

@@ -39,7 +39,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from gradmedic._callspec import parse_call, split_top
+from gradmedic._callspec import is_none_text, parse_call, split_top
 from gradmedic.errors import ConfigError, unknown_name
 from gradmedic.remedies.base import RemedyReport, maybe_copy
 
@@ -51,6 +51,7 @@ __all__ = [
     "canonical_order",
     "parse_remedy",
     "remedy",
+    "spec_applies",
     "split_specs",
 ]
 
@@ -172,6 +173,8 @@ def _coerce(tp: Any, value: Any) -> tuple[bool, Any]:
     if tp is Any:
         return True, value
     if typing.get_origin(tp) in (typing.Union, UnionType):
+        if NoneType in typing.get_args(tp) and is_none_text(value):
+            return True, None  # the text none means no value only where None is allowed
         for arg in typing.get_args(tp):
             ok, out = _coerce(arg, value)
             if ok:
@@ -233,6 +236,32 @@ def applicable(model: nn.Module) -> list[str]:
     """Names of the remedies that apply to ``model`` in canonical order (training remedies
     always apply)."""
     return [name for name, r in REMEDIES.items() if r.check(model) is None]
+
+
+def spec_applies(model: nn.Module, spec: Any) -> str | None:
+    """None when every remedy of ``spec`` (one spec, a ``+``-joined combination or a
+    Prescription) applies to ``model``, each after the ones before it; else the reason it does
+    not (an unknown name too). The model is left untouched: later parts are checked on a copy
+    changed by the earlier ones only when they need it (``forget-bias`` after ``replace-rnn``).
+
+    >>> spec_applies(nn.Sequential(nn.Linear(2, 2)), "forget-bias")
+    'forget-bias: it has no nn.LSTM module with biases'
+    """
+    try:
+        parts = [parse_remedy(p) for p in split_specs(spec)]
+    except ConfigError as exc:
+        return str(exc)
+    current = model
+    for i, (entry, params) in enumerate(parts):
+        reason = entry.check(current)
+        if reason is not None:
+            return f"{entry.name}: {reason}"
+        if i + 1 < len(parts) and any(e.check(current) is not None for e, _ in parts[i + 1 :]):
+            try:
+                current, _ = entry.run(maybe_copy(current, False), params)
+            except Exception as exc:  # a remedy that needs data (lsuv) cannot be tried here
+                return f"{entry.name}: {exc}"
+    return None
 
 
 def canonical_order(specs: Iterable[str]) -> list[str]:

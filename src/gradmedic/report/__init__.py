@@ -10,12 +10,20 @@ One package serves ``diagnose``, ``treat`` and the lab:
   (``templates/``, loaded by ``templating.py``); numbers are formatted by ``values.py``.
 * ``figures/`` - the standard matplotlib figures of a :class:`~gradmedic.trace.Trace`
   (gradient flow, signal heatmap, gain product, activation health, RNN time profile, gradient
-  norm over steps, before/after overlays); each returns ``None`` when the trace lacks its data.
-* ``diagnosis.py`` - :func:`write_diagnosis_report`, :func:`diagnosis_report`,
-  :func:`diagnosis_json` and :func:`layer_table`: a diagnosis plus its trace as a report.
+  norm over steps, before/after overlays); each returns ``None`` when the trace lacks its data
+  and says "no finite values" in a panel whose numbers are all NaN, Inf or zero.
+* ``layers.py`` - :func:`layer_table`, the per-layer table of every view (saturated units for
+  activations that saturate on both tails, inactive ones for the ReLU family), and
+  :func:`~gradmedic.report.layers.activation_summary` (mean and worst layer of each share).
+* ``diagnosis.py`` - :func:`write_diagnosis_report`, :func:`diagnosis_report` and
+  :func:`diagnosis_json`: a diagnosis plus its trace as a report. A figure that fails
+  becomes a note in the report, never an exception.
 * ``notebook.py`` - :func:`html_of` / :func:`show`: the HTML of a diagnosis, a finding or a
   report for Jupyter; :func:`findings_html`: finding cards alone.
 * ``terminal.py`` - :func:`print_diagnosis`: rich tables coloured by severity.
+* ``values.py`` - number formatting, and :func:`~gradmedic.report.values.visible` /
+  :func:`~gradmedic.report.values.module_label`: names from the model or a shared trace are
+  shown as text (control characters escaped, the root module by the model's class).
 
 Example::
 
@@ -67,7 +75,7 @@ _LAZY = {
     "treatment_figures": "figures",
     "diagnosis_json": "diagnosis",
     "diagnosis_report": "diagnosis",
-    "layer_table": "diagnosis",
+    "layer_table": "layers",
     "write_diagnosis_report": "diagnosis",
     "print_diagnosis": "terminal",
 }
@@ -76,7 +84,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from gradmedic.report.diagnosis import (
         diagnosis_json,
         diagnosis_report,
-        layer_table,
         write_diagnosis_report,
     )
     from gradmedic.report.figures import (
@@ -89,6 +96,7 @@ if TYPE_CHECKING:  # pragma: no cover
         signal_heatmap_figure,
         treatment_figures,
     )
+    from gradmedic.report.layers import layer_table
     from gradmedic.report.terminal import print_diagnosis
 
 

@@ -31,6 +31,7 @@ from gradmedic.report.values import (
     cell_text,
     format_value,
     is_number,
+    module_label,
     severity_colour,
 )
 
@@ -70,9 +71,12 @@ def finding_dict(f: Any) -> dict[str, Any]:
     return to_jsonable(d)
 
 
-def findings_view(findings: list[dict[str, Any]], *, max_layers: int = 12) -> list[dict[str, Any]]:
+def findings_view(
+    findings: list[dict[str, Any]], *, max_layers: int = 12, root_name: str = "the model"
+) -> list[dict[str, Any]]:
     """Template-ready finding cards, worst first (stable within a severity): at most
-    ``max_layers`` layer names (``layers_more`` counts the rest), formatted evidence, colours."""
+    ``max_layers`` layer names (``layers_more`` counts the rest; the root module ``''`` shown
+    as ``root_name``, control characters as escapes), formatted evidence, colours."""
     order = sorted(
         range(len(findings)),
         key=lambda i: (-SEVERITY_ORDER.get(findings[i].get("severity", "info"), 0), i),
@@ -84,7 +88,9 @@ def findings_view(findings: list[dict[str, Any]], *, max_layers: int = 12) -> li
         out.append(
             {
                 **f,
-                "layers_shown": layers[:max_layers],
+                "layers_shown": [
+                    module_label(n, {"model_class": root_name}) for n in layers[:max_layers]
+                ],
                 "layers_more": max(0, len(layers) - max_layers),
                 "evidence_items": [
                     (str(k), format_value(v)) for k, v in (f.get("evidence") or {}).items()
@@ -167,7 +173,7 @@ def html_view(block: Block, *, max_table_rows: int) -> dict[str, Any]:
     d = dict(block.data)
     d["kind"] = block.kind
     if block.kind == "findings":
-        d["findings"] = findings_view(d["findings"])
+        d["findings"] = findings_view(d["findings"], root_name=d.get("root_name", "the model"))
         worst = d["findings"][0]["severity"] if d["findings"] else "ok"
         d["worst"] = worst
         d["colour"] = severity_colour(worst)

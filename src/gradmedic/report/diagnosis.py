@@ -16,7 +16,6 @@ Example::
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +24,8 @@ import pandas as pd
 
 from gradmedic._json import to_jsonable
 from gradmedic.report.document import Report
+from gradmedic.report.layers import LAYER_COLUMNS, activation_summary, layer_table
+from gradmedic.report.values import module_label
 from gradmedic.trace.derived import SPIKE_FACTOR
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -32,7 +33,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from gradmedic.trace import Trace
 
 __all__ = [
+    "FIGURES",
     "LAYER_COLUMNS",
+    "activation_summary",
     "diagnosis_json",
     "diagnosis_report",
     "layer_table",
@@ -40,26 +43,26 @@ __all__ = [
     "write_diagnosis_report",
 ]
 
-#: Columns of the per-layer table (HTML, JSON and terminal).
-LAYER_COLUMNS = [
-    "module",
-    "type",
-    "grad_norm",
-    "signal_out",
-    "gain",
-    "saturated_frac",
-    "dead_frac",
-    "predicted_gain",
-]
-
 _HTML_HEADERS = {
     "grad_norm": "grad norm ‖∂L/∂W‖",
     "signal_out": "signal out ‖∂L/∂y‖",
     "gain": "gain α",
     "saturated_frac": "saturated",
+    "inactive_frac": "inactive",
     "dead_frac": "dead",
     "predicted_gain": "predicted gain",
 }
+
+#: The report's figures in order: (caption key, function of :mod:`gradmedic.report.figures`,
+#: the title a note uses when the figure cannot be drawn).
+FIGURES = (
+    ("flow", "gradient_flow_figure", "Gradient flow per layer"),
+    ("product", "gain_product_figure", "Gains multiply along depth"),
+    ("activation", "activation_figure", "Activation health per layer"),
+    ("heatmap", "signal_heatmap_figure", "Backward signal per module and step"),
+    ("rnn", "rnn_time_figure", "Gradient reaching each time step"),
+    ("steps", "grad_norm_over_steps_figure", "Gradient norm over training"),
+)
 
 _FIGURE_CAPTIONS = {
     "flow": (
@@ -76,7 +79,8 @@ _FIGURE_CAPTIONS = {
         "signal around the chain."
     ),
     "activation": (
-        "Saturated and dead fractions per activation layer (top) and the mean slope φ'(x) "
+        "Saturated (sigmoid, tanh: slope near 0 on both tails) or inactive (ReLU family: on "
+        "the zero side) and dead fractions per activation layer (top) and the mean slope φ'(x) "
         "(bottom) against theory's E[φ'] at the measured pre-activation scale. Sigmoid's slope "
         "is at most 0.25."
     ),
@@ -93,49 +97,6 @@ _FIGURE_CAPTIONS = {
         "median, as in the gradient-spikes finding) and NaN/Inf events (red lines); loss below."
     ),
 }
-
-
-def _num(v: Any) -> float:
-    try:
-        return math.nan if v is None else float(v)
-    except (TypeError, ValueError):
-        return math.nan
-
-
-def layer_table(diagnosis: Diagnosis | None, trace: Trace | None = None) -> pd.DataFrame:
-    """The per-layer table: module, type, grad norm, backward-signal out, gain, saturated, dead,
-    predicted gain (columns :data:`LAYER_COLUMNS`).
-
-    Rows come from ``diagnosis.layers`` (the numbers the findings were drawn from) when it has
-    them, else from the trace at its first recorded step; both are
-    :func:`gradmedic.diagnosis.layer_table` rows, so the terminal, HTML and JSON tables and the
-    diagnosis agree by construction. ``predicted_gain`` comes from the diagnosis when it
-    carries one, else from the same table computed on the trace.
-    """
-    from gradmedic.diagnosis.table import layer_table as diagnosis_layer_table
-
-    rows = list(getattr(diagnosis, "layers", None) or [])
-    trace_rows = diagnosis_layer_table(trace) if trace is not None else []
-    if not rows:
-        rows = trace_rows
-    pred = {r["module"]: r.get("predicted_gain") for r in trace_rows}
-    out = []
-    for r in rows:
-        module = str(r.get("module", ""))
-        p = r.get("predicted_gain")
-        out.append(
-            {
-                "module": module,
-                "type": str(r.get("type", "") or ""),
-                "grad_norm": _num(r.get("grad_norm")),
-                "signal_out": _num(r.get("signal_out")),
-                "gain": _num(r.get("gain")),
-                "saturated_frac": _num(r.get("saturated_frac")),
-                "dead_frac": _num(r.get("dead_frac")),
-                "predicted_gain": _num(p) if p is not None else _num(pred.get(module)),
-            }
-        )
-    return pd.DataFrame(out, columns=LAYER_COLUMNS)
 
 
 def step_table(trace: Trace) -> pd.DataFrame:
@@ -204,17 +165,50 @@ def _subtitle(diagnosis: Diagnosis | None, trace: Trace) -> str:
     return "; ".join(parts)
 
 
+def _summary_rows(layers: pd.DataFrame) -> list[dict[str, Any]]:
+    return [
+        {
+            "units": r["measure"],
+            "layers measured": r["layers"],
+            "mean": r["mean"],
+            "worst layer": r["worst_layer"],
+            "worst": r["worst"],
+        }
+        for r in activation_summary(layers)
+    ]
+
+
+def _add_figures(rep: Report, trace: Trace, strict: bool) -> None:
+    from gradmedic.report import figures as F
+
+    for key, name, title in FIGURES:
+        if key == "heatmap" and len(trace.steps) < 2:
+            continue
+        try:
+            rep.add_figure(getattr(F, name)(trace), _FIGURE_CAPTIONS[key])
+        except Exception as exc:  # a figure must never cost the user the diagnosis
+            if strict:
+                raise
+            first = next((ln for ln in str(exc).splitlines() if ln.strip()), "")
+            rep.add_text(
+                f"The figure '{title}' could not be drawn ({type(exc).__name__}: "
+                f"{first.strip()}); its numbers are in the tables. This is a gradmedic bug: "
+                "please report it with the trace."
+            )
+
+
 def diagnosis_report(
-    diagnosis: Diagnosis, trace: Trace, *, title: str = "gradmedic diagnosis"
+    diagnosis: Diagnosis, trace: Trace, *, title: str = "gradmedic diagnosis", strict: bool = False
 ) -> Report:
     """Build (without writing) the diagnosis report; callers may append more blocks.
 
-    Order: findings; per-layer table; figures (gradient flow, gain product, activations,
-    signal heatmap, RNN time profile, gradient norm over steps, those the trace has data for);
-    raw numbers (per-step table, non-finite events, RNN profile).
+    Order: findings; per-layer table and the activation summary (mean and worst layer of the
+    saturated, inactive and dead shares); figures (:data:`FIGURES`, those the trace has data
+    for); raw numbers (per-step table, non-finite events, RNN profile). A figure that raises
+    becomes a note in the report naming the error, so the report (and the diagnosis around
+    it) is always written; ``strict=True`` raises instead (for tests). The root module is
+    named by the model's class (``trace.meta["model_class"]``).
     """
-    from gradmedic.report import figures as F
-
     rep = Report(title, _subtitle(diagnosis, trace))
     meta = trace.meta or {}
     facts: dict[str, Any] = {}
@@ -231,35 +225,35 @@ def diagnosis_report(
     if trace.path is not None:
         facts["trace"] = str(trace.path)
     rep.add_meta(facts)
-    rep.add_findings(diagnosis)
+    rep.add_findings(diagnosis, root_name=module_label("", meta))
 
     layers = layer_table(diagnosis, trace)
     rep.add_heading("Per-layer numbers")
     rep.add_text(
         "One row per module in model order (input first), at initialisation: grad norm = "
         "‖∂L/∂W‖ of the module's own parameters, signal out = ‖∂L/∂y‖ at its output, gain = "
-        "‖∂L/∂x‖/‖∂L/∂y‖, saturated/dead = fraction of units, predicted gain = mean-field theory "
-        "(√σ_w² for Linear/Conv, √E[φ'(h)²] for activations)."
+        "‖∂L/∂x‖/‖∂L/∂y‖, saturated/inactive/dead = fraction of units (saturated: slope near 0 "
+        "on both tails, as sigmoid and tanh; inactive: on the zero side of the ReLU family; "
+        "dead: inactive on every sample), predicted gain = mean-field theory (√σ_w² for "
+        "Linear/Conv, √E[φ'(h)²] for activations)."
     )
     rep.add_table(
         layers.rename(columns=_HTML_HEADERS), caption="Per-layer gradient health (initialisation)"
     )
+    summary = _summary_rows(layers)
+    if summary:
+        rep.add_table(summary, caption="Activation health: mean over layers and the worst layer")
 
     rep.add_heading("Figures")
-    rep.add_figure(F.gradient_flow_figure(trace), _FIGURE_CAPTIONS["flow"])
-    rep.add_figure(F.gain_product_figure(trace), _FIGURE_CAPTIONS["product"])
-    rep.add_figure(F.activation_figure(trace), _FIGURE_CAPTIONS["activation"])
-    if len(trace.steps) > 1:
-        rep.add_figure(F.signal_heatmap_figure(trace), _FIGURE_CAPTIONS["heatmap"])
-    rep.add_figure(F.rnn_time_figure(trace), _FIGURE_CAPTIONS["rnn"])
-    rep.add_figure(F.grad_norm_over_steps_figure(trace), _FIGURE_CAPTIONS["steps"])
+    _add_figures(rep, trace, strict)
 
     rep.add_heading("Raw numbers")
     rep.add_table(step_table(trace), caption="Per recorded step")
     events = _nonfinite_events(trace)
     if events:
+        shown = [{**e, "module": module_label(e["module"], meta)} for e in events]
         rep.add_table(
-            events, caption="NaN/Inf events: first module whose output or gradient was not finite"
+            shown, caption="NaN/Inf events: first module whose output or gradient was not finite"
         )
     rnn = _rnn_table(trace)
     if rnn is not None:
@@ -279,16 +273,19 @@ def diagnosis_json(diagnosis: Diagnosis, trace: Trace | None = None) -> dict[str
 
     Keys: ``worst`` (highest severity or None), ``findings``, ``skipped`` (rules that could not
     run, with the reason), ``layers`` (the per-layer table,
-    :data:`LAYER_COLUMNS`), ``meta`` (the diagnosis's), and with a trace ``steps`` (per-step
+    :data:`LAYER_COLUMNS`), ``activation_summary`` (mean and worst layer of the saturated,
+    inactive and dead shares, :func:`gradmedic.report.layers.activation_summary`), ``meta`` (the diagnosis's), and with a trace ``steps`` (per-step
     loss, gradient norm, non-finite flag), ``nonfinite_events`` and ``trace`` (path and run
     metadata without the model summary). NaN and inf appear as the strings "nan"/"inf"/"-inf"
     (:mod:`gradmedic._json`).
     """
+    layers = layer_table(diagnosis, trace)
     out: dict[str, Any] = {
         "worst": diagnosis.worst,
         "findings": [f.to_dict() for f in diagnosis.findings],
         "skipped": [{"rule": r, "reason": why} for r, why in diagnosis.skipped],
-        "layers": layer_table(diagnosis, trace).to_dict("records"),
+        "layers": layers.to_dict("records"),
+        "activation_summary": activation_summary(layers),
         "meta": dict(diagnosis.meta),
     }
     if trace is not None:

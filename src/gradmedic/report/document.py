@@ -96,11 +96,15 @@ class Report:
         for k, v in items.items():
             self.meta[str(k)] = v
 
-    def add_findings(self, diagnosis: Any, *, heading: str = "Findings") -> None:
+    def add_findings(
+        self, diagnosis: Any, *, heading: str = "Findings", root_name: str = "the model"
+    ) -> None:
         """Add the findings of a ``Diagnosis`` (or a list of ``Finding``), worst first.
 
         They render at the top of the page, before every other block. An empty list renders
-        as an explicit "no problems found" box. Raises ``ConfigError`` for anything else.
+        as an explicit "no problems found" box. A finding's layer ``''`` (the root module) is
+        shown as ``root_name`` (e.g. the model's class); the JSON keeps the names as they are.
+        Raises ``ConfigError`` for anything else.
         """
         if hasattr(diagnosis, "findings"):
             items = list(diagnosis.findings)
@@ -117,12 +121,9 @@ class Report:
                     f"add_findings: {f!r} is not a Finding; build findings with "
                     "gradmedic.diagnosis.Finding"
                 )
-        data = {
-            "heading": heading,
-            "anchor": self._anchor(heading),
-            "findings": [finding_dict(f) for f in items],
-        }
-        self._blocks.append(Block("findings", data))
+        findings = [finding_dict(f) for f in items]
+        data = {"heading": heading, "anchor": self._anchor(heading), "findings": findings}
+        self._blocks.append(Block("findings", {**data, "root_name": str(root_name)}))
 
     def add_heading(self, text: str, level: int = 2) -> None:
         """A section heading; level-2 headings appear in the table of contents.

@@ -1,8 +1,11 @@
-"""The terminal view: findings coloured by severity, then the per-layer table (rich).
+"""The terminal view: findings coloured by severity, the per-layer table and the activation
+summary (rich).
 
 All user-supplied text (module names, causes, evidence keys) is printed as plain
 :class:`rich.text.Text`, never parsed as rich markup, so a module named ``[red]x[/red]`` or
-``<script>`` prints literally.
+``<script>`` prints literally; control characters in it (a name holding ``\\x1b[2J`` would
+clear the screen) print as visible escapes (:func:`gradmedic.report.values.visible`). The root
+module is named by the model's class when the trace is given.
 
 Example::
 
@@ -20,7 +23,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from gradmedic.report.values import format_value
+from gradmedic.report.layers import FRACTION_COLUMNS, activation_summary
+from gradmedic.report.values import format_value, module_label, visible
 
 if TYPE_CHECKING:  # pragma: no cover
     from gradmedic.diagnosis.finding import Diagnosis
@@ -39,6 +43,7 @@ _HEADERS = {
     "signal_out": "signal out",
     "gain": "gain",
     "saturated_frac": "saturated",
+    "inactive_frac": "inactive",
     "dead_frac": "dead",
     "predicted_gain": "pred. gain",
 }
@@ -47,7 +52,11 @@ _HEADERS = {
 def _cell(v: Any) -> str:
     if isinstance(v, float) and v != v:  # NaN: not measured
         return "—"
-    return format_value(v)
+    return visible(format_value(v))
+
+
+def _percent(v: float) -> str:
+    return f"{100 * v:.3g}%"
 
 
 def print_diagnosis(
@@ -63,13 +72,15 @@ def print_diagnosis(
     Args:
         diagnosis: what :func:`gradmedic.diagnose` returned.
         console: a rich console (default: a new one on stdout).
-        trace: the run's trace, for theory's predicted gain when the diagnosis lacks it.
+        trace: the run's trace: theory's predicted gain when the diagnosis lacks it, the
+            activations' kinds (saturated or inactive) and the model's class for the root.
         max_rows: longest per-layer table printed; longer ones show the first and last rows
             around a "… N more" row (the HTML report and ``--json`` have all).
         max_layers: layer names listed per finding.
     """
-    from gradmedic.report.diagnosis import layer_table
+    from gradmedic.report.layers import layer_table
 
+    meta = (trace.meta or {}) if trace is not None else {}
     con = console if console is not None else Console()
     findings = sorted(
         enumerate(diagnosis.findings), key=lambda p: (-_ORDER.get(p[1].severity, 0), p[0])
@@ -93,23 +104,23 @@ def print_diagnosis(
             Text.assemble(
                 (f" {f.severity.upper():<7} ", style + " reverse"),
                 " ",
-                (f.title, "bold"),
+                (visible(f.title), "bold"),
                 "  ",
-                (f.slug, "dim"),
+                (visible(f.slug), "dim"),
             )
         )
-        con.print(Text.assemble("   cause: ", f.cause))
+        con.print(Text.assemble("   cause: ", visible(f.cause)))
         if f.layers:
-            shown = ", ".join(f.layers[:max_layers])
+            shown = ", ".join(module_label(n, meta) for n in f.layers[:max_layers])
             more = f" (+{len(f.layers) - max_layers} more)" if len(f.layers) > max_layers else ""
             step = f" at step {f.step}" if f.step is not None else ""
             con.print(Text.assemble("   layers: ", shown + more + step))
         if f.evidence:
-            ev = "; ".join(f"{k}={format_value(v)}" for k, v in f.evidence.items())
+            ev = visible("; ".join(f"{k}={format_value(v)}" for k, v in f.evidence.items()))
             con.print(Text.assemble("   evidence: ", (ev, "cyan")))
         for p in f.prescriptions:
-            reason = f"  — {p.reason}" if p.reason else ""
-            con.print(Text.assemble("   → ", (str(p), "green"), (reason, "dim")))
+            reason = f"  — {visible(p.reason)}" if p.reason else ""
+            con.print(Text.assemble("   → ", (visible(p), "green"), (reason, "dim")))
     table_df = layer_table(diagnosis, trace)
     if table_df.empty:
         return
@@ -123,7 +134,7 @@ def print_diagnosis(
         shown = [*records[:half], None, *records[-half:]]
     else:
         hidden, shown = 0, records
-    sat_cols = ("saturated_frac", "dead_frac")
+    sat_cols = tuple(FRACTION_COLUMNS)
     for r in shown:
         if r is None:
             table.add_row(
@@ -138,6 +149,17 @@ def print_diagnosis(
                 style = "red"
             elif c == "gain" and isinstance(v, float) and (v < 0.5 or v > 2.0):
                 style = "yellow"
-            cells.append(Text(_cell(v), style=style))
+            text = module_label(v, meta) if c == "module" else _cell(v)
+            cells.append(Text(text, style=style))
         table.add_row(*cells)
     con.print(table)
+    for r in activation_summary(table_df):
+        con.print(
+            Text.assemble(
+                f"{r['measure']} units: mean {_percent(r['mean'])} over {r['layers']} "
+                f"layer{'s' if r['layers'] != 1 else ''}, "
+                "worst ",
+                (_percent(r["worst"]), "red" if r["worst"] >= 0.5 else ""),
+                f" in {module_label(r['worst_layer'], meta)}",
+            )
+        )

@@ -1,20 +1,28 @@
-"""How measured values and severities look in a report: number formatting and colours.
+r"""How measured values and severities look in a report: number formatting and colours.
 
 The HTML page, the notebook view and the terminal view print numbers through
 :func:`format_value` (4 significant digits, scientific when tiny or huge) and colour findings
 by :data:`SEVERITY_COLOURS`, so the three views show the same text for the same number. JSON
 keeps full precision instead (:mod:`gradmedic._json`).
 
+Text that comes from the user's model or a shared trace (module names above all) is shown
+through :func:`visible`: control characters (a terminal escape sequence, a bell, a
+right-to-left override) print as ``\x1b``-style escapes instead of acting on the screen.
+:func:`module_label` names the root module by the model's class.
+
 Example::
 
     >>> format_value(1.23456e-7), cell_text(float("nan")), is_number(3)
     ('1.23e-07', '—', True)
+    >>> visible("fc\x1b[2J"), module_label("", {"model_class": "MLP"})
+    ('fc\\x1b[2J', 'MLP')
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,7 +32,9 @@ __all__ = [
     "cell_text",
     "format_value",
     "is_number",
+    "module_label",
     "severity_colour",
+    "visible",
 ]
 
 #: Severity -> (text/border colour, background colour). Also used by the terminal view.
@@ -112,3 +122,39 @@ def is_number(value: Any) -> bool:
         return True
     kind = getattr(getattr(value, "dtype", None), "kind", "")
     return kind in ("i", "u", "f")
+
+
+def visible(text: Any) -> str:
+    r"""``text`` with every control or format character shown as an escape (``\x1b``,
+    ``\x07``, ``\u202e``), so that it cannot move the cursor, clear a terminal, set its
+    title or reorder what follows; printable text (any script) is kept. Never raises.
+
+    >>> visible("a\\b"), visible("x\x1b]0;pwned\x07"), visible("dé\tjà")
+    ('a\\b', 'x\\x1b]0;pwned\\x07', 'dé\\x09jà')
+    """
+    s = str(text)
+    if s.isprintable():
+        return s
+    out = []
+    for ch in s:
+        if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"):
+            code = ord(ch)
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def module_label(name: Any, meta: Mapping[str, Any] | None = None) -> str:
+    """How a module is named to a reader: its path in the model, shown :func:`visible`; the
+    root module (path ``''``) by the model's class (``meta["model_class"]``, a trace's
+    metadata), else as "the model".
+
+    >>> module_label("layers.3"), module_label(""), module_label("", {"model_class": "Net"})
+    ('layers.3', 'the model', 'Net')
+    """
+    s = "" if name is None else str(name)
+    if s:
+        return visible(s)
+    cls = (meta or {}).get("model_class")
+    return visible(cls) if cls else "the model"

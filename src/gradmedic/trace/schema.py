@@ -124,6 +124,19 @@ class Quantity(str, Enum):
         "flag",
     )
     NONFINITE_GRADIENT = ("nonfinite_gradient", "a parameter gradient that is NaN/Inf", "flag")
+    OUTPUT_RMS = (
+        "output_rms",
+        "root mean square of the model's output (its first floating-point tensor, float64; "
+        "over all forward calls of the step): tells a loss that overflowed on huge outputs "
+        "from one that is undefined at a boundary",
+        "activation",
+    )
+    NONFINITE_LOSS = (
+        "nonfinite_loss",
+        "the loss value, or its gradient w.r.t. the model output, was NaN/Inf while every "
+        "module output was finite: the NaN was born in the loss",
+        "flag",
+    )
 
 
 #: Module-level quantities that make up the per-layer table (one value per module and step).

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,19 +19,23 @@ import torch
 from torch import nn
 
 from gradmedic.diagnosis.context import Context
+from gradmedic.diagnosis.datascale import first_batch_stats
 from gradmedic.diagnosis.finding import Diagnosis, Finding, Prescription, severity_rank
+from gradmedic.diagnosis.prescribe import init_remedies, keep_applicable, stack_of
 from gradmedic.diagnosis.registry import RuleRun, run_rules
 from gradmedic.diagnosis.static import static_checks
 from gradmedic.diagnosis.table import module_infos
-from gradmedic.errors import ConfigError, ModelError, TraceError
+from gradmedic.errors import ConfigError, GradmedicError, ModelError, TraceError
 from gradmedic.nn.taxonomy import module_category
+from gradmedic.remedies.registry import spec_applies
 from gradmedic.theory.gains import init_predictions
 from gradmedic.trace import Trace, read_trace
+from gradmedic.zoo.build import require_materialised
 
 if TYPE_CHECKING:  # pragma: no cover
     from gradmedic.workflows.train import TrainConfig
 
-__all__ = ["Checkup", "diagnose", "init_findings", "model_infos", "run_checkup"]
+__all__ = ["diagnose", "init_findings", "model_infos"]
 
 
 def model_infos(model: nn.Module) -> dict[str, dict[str, Any]]:
@@ -87,13 +89,8 @@ def init_findings(model: nn.Module) -> list[Finding]:
                         "sigma_w2_median": round(sw2, 4),
                         "chi1_median": round(pred.pairs[len(pred.pairs) // 2].chi1, 4),
                     },
-                    prescriptions=[
-                        Prescription(
-                            "reinit",
-                            {"scheme": "kaiming" if "relu" in acts[0] else "xavier"},
-                            "critical weight scale",
-                        )
-                    ],
+                    # only what theory predicts to work (not xavier alone for deep sigmoid)
+                    prescriptions=init_remedies(stack_of(ordered), acts[0].split("(")[0])[0],
                 )
             )
     for name, info in ordered:
@@ -180,11 +177,16 @@ def diagnose(
     data: Any = None,
     config: Any = None,
     trace_path: str | Path | None = None,
+    sample: torch.Tensor | None = None,
 ) -> Diagnosis:
     """Diagnose gradient flow: from a trace, or from a model (+ data) by running the Monitor.
 
     * ``diagnose(trace)`` / ``diagnose("run/trace.sqlite")``: rules over the recorded trace and
       its modules table (init scales, activations, RNN radius): works without the model.
+      With ``model=`` also the static checks of its output against the loss: ``loss`` as a
+      module, a function or a spec (``"ce"``), by default the trace's ``meta["loss_spec"]``
+      (what :func:`~gradmedic.workflows.train.train` used); ``sample`` (an input batch) lets
+      them read the output by value.
     * ``diagnose(model=m, data="digits", loss=None, config=None)``: trains a *copy* of ``m``
       with :func:`gradmedic.workflows.train.train` (default ``TrainConfig(steps=20, every=1)``, exact
       RNN time profiles when the model has an RNN), diagnoses the trace, and adds
@@ -193,7 +195,8 @@ def diagnose(
     * ``diagnose(model=m, loss=...)`` without data: static checks and init-time predictions
       (:func:`init_findings`) only.
 
-    Returns a :class:`Diagnosis` whose ``layers`` is :func:`layer_table` at initialisation.
+    Returns a :class:`Diagnosis` whose ``layers`` is :func:`layer_table` at initialisation;
+    ``meta["notes"]`` says what training changed to make the data fit (targets reshaped).
     """
     from gradmedic.workflows.train import TrainConfig, resolve_data, train
 
@@ -203,8 +206,12 @@ def diagnose(
         ran, ctx = _diagnose_trace(trace)
         extra: list[Finding] = []
         if isinstance(model, nn.Module):
-            extra = static_checks(model, loss)
-        return Diagnosis(_merge(ran.findings + extra), ctx.rows, _meta(ctx), ran.skipped)
+            named = loss if loss is not None else trace.meta.get("loss_spec")
+            extra = static_checks(model, _named_loss(named), sample=sample)
+        found = _merge(ran.findings + extra)
+        if isinstance(model, nn.Module):  # print only what applies to this model
+            found = keep_applicable(found, lambda spec: spec_applies(model, spec))
+        return Diagnosis(found, ctx.rows, _meta(ctx), ran.skipped)
     if model is None:
         raise ConfigError(
             "diagnose needs a trace (path or Trace) or a model; e.g. diagnose('run/trace.sqlite')"
@@ -223,21 +230,18 @@ def diagnose(
         model = load_model(model, source.info, seed=getattr(config, "seed", 0) or 0)
     if not isinstance(model, nn.Module):
         raise ModelError(f"diagnose needs a torch.nn.Module as model, got {type(model).__name__}")
+    require_materialised(model, type(model).__name__)
     if source is None:
-        found = static_checks(model, loss) + init_findings(model)
+        found = static_checks(model, _named_loss(loss)) + init_findings(model)
         infos = model_infos(model)
         return Diagnosis(_merge(found), [], {"source": "model", "modules": len(infos)})
     cfg = config or TrainConfig(steps=20, every=1, rnn_hidden=_has_rnn(model))
     infos = model_infos(model)  # init-time facts, before any update
-    sample = None
-    try:
-        sample = next(source.batches(min(cfg.batch_size, 64), cfg.seed))[0]
-    except Exception:
-        sample = None
-    static = static_checks(model, _loss_object(loss, source), sample=sample)
+    static = static_checks(model, _loss_object(loss, source), sample=_sample(source, cfg))
     work = copy.deepcopy(model)
     with torch.random.fork_rng(devices=[]):
-        run = train(work, source, cfg, loss=loss, trace_path=trace_path)
+        stats = {"data_stats": first_batch_stats(source, cfg.batch_size, cfg.seed)}
+        run = train(work, source, cfg, loss=loss, trace_path=trace_path, metadata=stats)
     if run.trace is None:
         return Diagnosis(_merge(static), [], {"source": "model+data"})
     _require_records(run.trace)
@@ -249,9 +253,11 @@ def diagnose(
             "final_loss": run.final_loss,  # NaN/inf encoded at output (gradmedic._json)
             "diverged_at": run.diverged_at,
             "train_config": cfg.to_dict(),
+            "notes": run.notes,
         },
     )
-    return Diagnosis(_merge(ran.findings + static), ctx.rows, meta, ran.skipped)
+    found = keep_applicable(_merge(ran.findings + static), lambda s: spec_applies(model, s))
+    return Diagnosis(found, ctx.rows, meta, ran.skipped)
 
 
 def _require_records(trace: Trace) -> None:
@@ -267,6 +273,19 @@ def _require_records(trace: Trace) -> None:
         )
 
 
+def _named_loss(loss: Any) -> Any:
+    """A loss spec resolved to the module it names (the static checks judge the module); a
+    module or function as it is; None when a spec cannot be built here."""
+    if not isinstance(loss, str):
+        return loss
+    from gradmedic.zoo import make_loss
+
+    try:
+        return make_loss(loss)
+    except GradmedicError:
+        return None
+
+
 def _loss_object(loss: Any, source: Any) -> Any:
     """The loss module the run will use (resolving names the way ``train`` does)."""
     from gradmedic.zoo import loss_for, make_loss
@@ -279,73 +298,9 @@ def _loss_object(loss: Any, source: Any) -> Any:
     return loss
 
 
-@dataclass
-class Checkup:
-    """What :func:`run_checkup` produced: the diagnosis, the trace it rests on (saved at
-    ``trace_path``), the per-step training losses and their :attr:`final_loss`, the effective
-    training config, and ``report``: where the caller wrote an HTML report (None until then)."""
-
-    diagnosis: Diagnosis
-    trace: Trace
-    trace_path: Path
-    losses: list[float]
-    final_loss: float
-    config: TrainConfig
-    report: Path | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """The diagnosis's dict with ``trace``, ``report``, ``losses`` and ``config`` added."""
-        payload = self.diagnosis.to_dict()
-        payload.update(
-            trace=str(self.trace_path),
-            report=str(self.report) if self.report else None,
-            losses=self.losses,
-            config=self.config.to_dict(),
-        )
-        return payload
-
-
-def run_checkup(
-    model: str,
-    data: str,
-    *,
-    loss: str | None = None,
-    config: TrainConfig | None = None,
-    out: str | Path = "gradmedic-out",
-    progress: Callable[[int, float], None] | None = None,
-) -> Checkup:
-    """Build ``model`` (a zoo spec or ``file.py:factory``) for ``data`` (a data spec or
-    ``file.py:factory``), train it with ``config`` (default 20 steps, every step recorded; exact
-    RNN time profiles when the model has an RNN) while the Monitor writes
-    ``out/trace.sqlite``, and diagnose the trace, the trained model and the loss: what
-    ``gradmedic diagnose`` does before it prints. ``progress(step, loss)`` is called after
-    each step. The trace's metadata names the three specs (``loss`` default: the data's own).
-
-    Raises UnknownNameError / ConfigError for bad specs, DataError when the model does not fit
-    the data, ModelError for a bad factory, and OSError when ``out`` cannot be created.
-
-    Example::
-
-        >>> run = run_checkup("mlp:depth=30,act=sigmoid", "digits", out="run")  # doctest: +SKIP
-        >>> run.diagnosis.slugs()[0], run.trace_path                           # doctest: +SKIP
-        ('vanishing-gradient', PosixPath('run/trace.sqlite'))
-    """
-    from gradmedic.workflows.train import TrainConfig, resolve_data, train
-    from gradmedic.zoo import load_model, loss_for
-
-    cfg = config or TrainConfig(steps=20, every=1)
-    source = resolve_data(data, seed=cfg.seed)
-    net = load_model(model, source.info, seed=cfg.seed)
-    cfg = replace(cfg, rnn_hidden=_has_rnn(net))
-    loss_fn = loss_for(source.info, loss)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    trace_path = out / "trace.sqlite"
-    meta = {"model_spec": model, "data_spec": data, "loss_spec": loss or source.info.default_loss}
-    run = train(
-        net, source, cfg, loss=loss_fn, trace_path=trace_path, progress=progress, metadata=meta
-    )
-    if run.trace is None:  # pragma: no cover - train always monitors here
-        raise TraceError(f"training {model} on {data} recorded no trace")
-    result = diagnose(run.trace, model=net, loss=loss_fn)
-    return Checkup(result, run.trace, trace_path, run.losses, run.final_loss, cfg)
+def _sample(source: Any, cfg: TrainConfig) -> torch.Tensor | None:
+    """The input of the first batch (for the static checks), or None when it cannot be had."""
+    try:
+        return next(source.batches(min(cfg.batch_size, 64), cfg.seed))[0]
+    except Exception:
+        return None

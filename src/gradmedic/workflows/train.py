@@ -19,21 +19,25 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from gradmedic._callspec import is_factory_ref, load_factory
-from gradmedic.errors import ConfigError, DataError, ModelError, unknown_name
+from gradmedic.errors import GradmedicError, ModelError
 from gradmedic.monitor import Monitor
 from gradmedic.trace import Trace
-from gradmedic.zoo import DataInfo, Dataset, load_data, loss_for, make_loss
+from gradmedic.workflows import failures, step_checks
+from gradmedic.workflows.batches import BatchSource, resolve_data
+from gradmedic.workflows.config import OPTIMIZERS, TrainConfig, make_optimizer
+from gradmedic.workflows.failures import Step
+from gradmedic.zoo import Dataset, loss_for, make_loss
+from gradmedic.zoo.build import require_materialised
 
-__all__ = [
+__all__ = [  # TrainConfig, OPTIMIZERS and make_optimizer live in workflows.config
     "OPTIMIZERS",
     "BatchSource",
     "TrainConfig",
@@ -42,127 +46,6 @@ __all__ = [
     "resolve_data",
     "train",
 ]
-
-OPTIMIZERS = ("sgd", "momentum", "adam", "adamw", "rmsprop")
-
-
-@dataclass
-class TrainConfig:
-    """Settings of a short training run. ``optimizer``: sgd | momentum (SGD, 0.9) | adam |
-    adamw | rmsprop."""
-
-    steps: int = 50
-    batch_size: int = 64
-    lr: float = 0.01
-    optimizer: str = "sgd"
-    seed: int = 0
-    every: int = 1
-    rnn_hidden: bool = False
-
-    def __post_init__(self) -> None:
-        if self.steps < 1:
-            raise ConfigError(f"steps must be >= 1, got {self.steps}; e.g. --steps 50")
-        if self.batch_size < 1:
-            raise ConfigError(f"batch size must be >= 1, got {self.batch_size}")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ConfigError(f"learning rate must be a positive number, got {self.lr}")
-        if self.every < 1:
-            raise ConfigError(
-                f"every must be >= 1 (record every k-th step), got {self.every}; e.g. --every 1"
-            )
-        if self.optimizer not in OPTIMIZERS:
-            raise unknown_name("optimizer", self.optimizer, OPTIMIZERS)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def make_optimizer(name: str, params: Iterable[nn.Parameter], lr: float) -> torch.optim.Optimizer:
-    """Build an optimizer by name (see :data:`OPTIMIZERS`)."""
-    params = [p for p in params if p.requires_grad]
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr)
-    if name == "momentum":
-        return torch.optim.SGD(params, lr=lr, momentum=0.9)
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr)
-    if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr)
-    if name == "rmsprop":
-        return torch.optim.RMSprop(params, lr=lr)
-    raise unknown_name("optimizer", name, OPTIMIZERS)
-
-
-class BatchSource:
-    """Batches from a built-in :class:`Dataset` or from a user factory's iterable.
-
-    A factory (``path/to/file.py:factory``) returns an iterable of ``(input, target)``
-    batches; it is re-iterated when exhausted, and must yield at least one batch.
-    """
-
-    def __init__(self, dataset: Dataset | None = None, factory: Callable[[], Any] | None = None):
-        self.dataset = dataset
-        self.factory = factory
-        self._first: tuple[torch.Tensor, torch.Tensor] | None = None
-        if factory is not None:
-            self._first = self._check(next(iter(self._iterable()), None))
-
-    @property
-    def info(self) -> DataInfo:
-        if self.dataset is not None:
-            return self.dataset.info
-        x, y = self._first  # type: ignore[misc]
-        task = "classification" if not y.is_floating_point() else "regression"
-        return DataInfo(
-            name="custom",
-            input_shape=tuple(x.shape[1:]),
-            task=task,
-            num_outputs=int(y.max()) + 1 if task == "classification" else y.shape[-1],
-            seq_len=None,
-            default_loss="ce" if task == "classification" else "mse",
-        )
-
-    def _iterable(self) -> Iterable[Any]:
-        it = self.factory()  # type: ignore[misc]
-        if not isinstance(it, Iterable):
-            raise DataError(
-                f"the data factory returned {type(it).__name__}, expected an iterable of "
-                "(input, target) batches, e.g. a list of tuples or a DataLoader"
-            )
-        return it
-
-    @staticmethod
-    def _check(batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        if batch is None:
-            raise DataError("the data factory yielded no batch; it must yield (input, target)")
-        if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
-            raise DataError(
-                f"each batch must be an (input, target) pair, got {type(batch).__name__}; "
-                "yield (x, y) tensors from the data factory"
-            )
-        x, y = batch
-        if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
-            raise DataError("batches must hold tensors: yield (torch.Tensor, torch.Tensor)")
-        return x, y
-
-    def batches(self, batch_size: int, seed: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        if self.dataset is not None:
-            yield from self.dataset.batches(batch_size, seed)
-            return
-        while True:
-            for batch in self._iterable():
-                yield self._check(batch)
-
-
-def resolve_data(spec: str | Dataset | BatchSource, *, seed: int = 0) -> BatchSource:
-    """A built-in data spec (``digits``, ``adding-200``, ...), a factory reference or a Dataset."""
-    if isinstance(spec, BatchSource):
-        return spec
-    if isinstance(spec, Dataset):
-        return BatchSource(dataset=spec)
-    if is_factory_ref(spec):
-        return BatchSource(factory=load_factory(spec))
-    return BatchSource(dataset=load_data(spec, seed=seed))
 
 
 @dataclass
@@ -175,6 +58,8 @@ class TrainResult:
     events: list[dict[str, Any]] = field(default_factory=list)
     diverged_at: int | None = None
     config: TrainConfig | None = None
+    #: what gradmedic changed to make the data fit (e.g. targets reshaped to the output)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def final_loss(self) -> float:
@@ -205,9 +90,11 @@ def train(
     loss: str | nn.Module | Callable[..., torch.Tensor] | None = None,
     monitor: bool | dict[str, Any] = True,
     trace_path: str | Path | None = None,
+    overwrite: bool = False,
     grad_transform: Callable[[Iterable[nn.Parameter]], Any] | None = None,
     progress: Callable[[int, float], None] | None = None,
     metadata: dict[str, Any] | None = None,
+    stop: Callable[[int, float], bool] | None = None,
 ) -> TrainResult:
     """Train ``model`` for ``config.steps`` seeded steps, monitored, and return what happened.
 
@@ -216,12 +103,22 @@ def train(
         data: a data spec, a :class:`Dataset` or a :class:`BatchSource`.
         config: steps, batch size, lr, optimizer, seed, recording schedule.
         loss: a loss spec (``ce``, ``mse``, ``bce``, ``bce-logits``, ``nll``, a factory
-            reference) or a callable; default: the data set's own loss.
+            reference) or a callable; default: the data set's own loss. The spec (or the
+            default's name) is written to the trace's metadata as ``loss_spec``.
         monitor: ``True`` (default Monitor settings of ``config``), ``False``, or Monitor kwargs.
         trace_path: where to write the crash-safe trace (in memory when ``None``).
+        overwrite: replace an existing trace at ``trace_path`` instead of appending to it.
         grad_transform: called with the parameters between backward and the optimizer step
             (e.g. a gradient clipper).
         progress: called as ``progress(step, loss)`` after each step.
+        stop: called as ``stop(step, loss)`` after each step; True ends the run there (the
+            result holds the steps done; ``treat`` prunes diverging and stalled runs with it).
+
+    Raises a :class:`~gradmedic.errors.GradmedicError` (one line: step, batch, module, shapes,
+    what to do) for anything the model, the data or the loss raises or returns wrongly
+    (:mod:`~gradmedic.workflows.failures`, :mod:`~gradmedic.workflows.step_checks`). A target
+    that differs from the output only by a trailing dimension of size 1 is reshaped to fit,
+    and :attr:`TrainResult.notes` says so.
     """
     cfg = config or TrainConfig()
     source = resolve_data(data, seed=cfg.seed)
@@ -234,6 +131,7 @@ def train(
         loss_fn = loss_for(info)
     else:
         loss_fn = loss
+    require_materialised(model, type(model).__name__)
     if not any(p.requires_grad for p in model.parameters()):
         raise ModelError(
             f"{type(model).__name__} has no trainable parameters; gradmedic needs a model with "
@@ -249,10 +147,15 @@ def train(
         kwargs: dict[str, Any] = {"every": cfg.every, "rnn_hidden": cfg.rnn_hidden}
         if isinstance(monitor, dict):
             kwargs.update(monitor)
-        meta = {"seed": cfg.seed, "train_config": cfg.to_dict(), **(metadata or {})}
-        mon = Monitor(model, optimizer=opt, trace=trace_path, metadata=meta, **kwargs)
+        spec = loss if isinstance(loss, str) else info.default_loss if loss is None else None
+        meta = {"seed": cfg.seed, "train_config": cfg.to_dict(), "loss_spec": spec}
+        meta.update(metadata or {})
+        mon = Monitor(
+            model, optimizer=opt, trace=trace_path, metadata=meta, overwrite=overwrite, **kwargs
+        )
     losses: list[float] = []
     times: list[float] = []
+    notes: list[str] = []
     diverged: int | None = None
     batches = source.batches(cfg.batch_size, cfg.seed)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -261,18 +164,16 @@ def train(
             mon.attach()
         for step in range(cfg.steps):
             x, y = next(batches)
+            here = Step(step, source.where, x, y, info.name, info.task)
             t0 = time.perf_counter()
             opt.zero_grad(set_to_none=True)
+            value, total = _forward_and_loss(model, loss_fn, here, notes)
             try:
-                out = model(x)
-                if isinstance(out, tuple):
-                    out = out[0]
-                value = loss_fn(out, y)
-            except RuntimeError as exc:
-                raise DataError(_shape_hint(exc, x, info)) from exc
-            extra = _aux_loss(model, loss_fn, y)
-            total = value + extra if extra is not None else value
-            total.backward()
+                total.backward()
+            except GradmedicError:
+                raise
+            except (Exception, SystemExit) as exc:
+                raise failures.backward_failure(exc, here) from exc
             if mon is not None:
                 mon.observe(value)
             if grad_transform is not None:
@@ -285,6 +186,8 @@ def train(
                 diverged = step
             if progress is not None:
                 progress(step, v)
+            if stop is not None and stop(step, v):
+                break
     finally:
         if mon is not None:
             mon.detach()
@@ -295,13 +198,34 @@ def train(
         events=list(mon.events) if mon is not None else [],
         diverged_at=diverged,
         config=cfg,
+        notes=notes,
     )
 
 
-def _shape_hint(exc: RuntimeError, x: torch.Tensor, info: DataInfo) -> str:
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return (
-        f"the model cannot run on this data: {first} (batch input shape {tuple(x.shape)}, "
-        f"data '{info.name}', task {info.task}); pick a model that fits the data "
-        "(e.g. --model mlp for flat data, --model lstm for adding-T) or change its options"
-    )
+def _forward_and_loss(
+    model: nn.Module, loss_fn: Callable[..., Any], here: Step, notes: list[str]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(loss, loss + auxiliary loss) of one batch; every failure of the user's code is one
+    GradmedicError line."""
+    try:
+        raw = model(here.x)
+    except GradmedicError:
+        raise
+    except (Exception, SystemExit) as exc:
+        raise failures.forward_failure(exc, model, here) from exc
+    out = step_checks.model_output(raw, here)
+    here.out = out
+    y, note = step_checks.fit_target(out, here.y)
+    if note is not None and note not in notes:
+        notes.append(note)
+    here.y = y
+    step_checks.check_labels(out, y, loss_fn, here)
+    try:
+        value = loss_fn(out, y)
+        extra = _aux_loss(model, loss_fn, y)
+    except GradmedicError:
+        raise
+    except (Exception, SystemExit) as exc:
+        raise failures.loss_failure(exc, step_checks.loss_name(loss_fn), here) from exc
+    value = step_checks.loss_value(value, loss_fn, here)
+    return value, value + extra if extra is not None else value

@@ -37,6 +37,7 @@ from gradmedic.errors import ConfigError, unknown_name
 
 __all__ = [
     "DATASETS",
+    "MAX_VALUES",
     "TASKS",
     "DataInfo",
     "Dataset",
@@ -50,6 +51,10 @@ __all__ = [
 DATASETS: tuple[str, ...] = ("adding-T", "copy-T", "digits", "digits-binary", "mnist1d", "random")
 #: The task kinds a :class:`DataInfo` can carry.
 TASKS: tuple[str, ...] = ("classification", "binary", "regression", "seq-classification")
+
+#: The most input values a built-in data set may hold: 2e8 (800 MB of float32), checked
+#: before anything is generated.
+MAX_VALUES = 200_000_000
 
 _COPY_SYMBOLS = 10  # symbols to remember
 _COPY_BLANK = 8
@@ -330,6 +335,16 @@ _OPTIONS: dict[str, tuple[str, ...]] = {
 }
 
 
+def _check_values(spec: str, n: int, per_sample: int) -> None:
+    total = n * per_sample
+    if total > MAX_VALUES:
+        raise ConfigError(
+            f"data set '{spec}' would hold {total:.3g} input values ({total * 4e-9:.3g} GB as "
+            f"float32, {n:,} samples of {per_sample:,}); the built-in data sets are limited to "
+            f"{MAX_VALUES:.0e} values: use a smaller n (or sequence length)"
+        )
+
+
 def _seq_length(kind: str, suffix: str | None, spec: str) -> int:
     low = 2 if kind == "adding" else 1
     example = f"--data {kind}-200" if kind == "adding" else f"--data {kind}-100"
@@ -350,6 +365,9 @@ def load_data(spec: str, *, seed: int = 0, n: int | None = None) -> Dataset:
     ``seed`` drives every random choice of the generated sets (digits itself is fixed);
     ``n`` overrides the number of samples (else the spec's ``n`` option, else the default:
     all 1797 digits, 4000 mnist1d, 2000 adding/copy, 512 random).
+
+    Raises UnknownNameError for an unknown name and ConfigError for a bad option or a set
+    larger than :data:`MAX_VALUES` input values (``random:n=1e12``, ``adding-1000000000``).
     """
     name, raw = parse_spec(spec, kind="data set")
     if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
@@ -360,6 +378,7 @@ def load_data(spec: str, *, seed: int = 0, n: int | None = None) -> Dataset:
         T = _seq_length(kind, m.group(2), spec)
         opts = Options("data set", name, raw, valid=_OPTIONS[kind])
         count = n if n is not None else opts.get_int("n", 2000, minimum=1)
+        _check_values(spec, count, T * 2 if kind == "adding" else (T + 20) * 10)
         return _adding(T, count, seed) if kind == "adding" else _copy(T, count, seed)
     if name not in _OPTIONS:
         raise unknown_name("data set", name, DATASETS)
@@ -367,5 +386,9 @@ def load_data(spec: str, *, seed: int = 0, n: int | None = None) -> Dataset:
     if name in ("digits", "digits-binary"):
         return _digits(opts, n, binary=name == "digits-binary")
     if name == "mnist1d":
-        return _mnist1d(opts, n, seed)
-    return _random(opts, n, seed)
+        count = n if n is not None else opts.get_int("n", 4000, minimum=1)
+        _check_values(spec, count, 40)
+        return _mnist1d(opts, count, seed)
+    count = n if n is not None else opts.get_int("n", 512, minimum=1)
+    _check_values(spec, count, opts.get_int("features", 32, minimum=1))
+    return _random(opts, count, seed)

@@ -6,8 +6,8 @@
 - ``bce``: BCELoss; probabilities in [0, 1] (after a sigmoid), float targets.
 - ``bce-logits``: BCEWithLogitsLoss; raw logits, float targets in {0, 1}.
 
-Constructor keywords can be given as options, e.g. ``ce:label_smoothing=0.1`` or
-``mse:reduction=sum``. ``path/to/file.py:name`` loads a user loss: an ``nn.Module`` class or
+Constructor keywords can be given as options, e.g. ``ce:label_smoothing=0.1``,
+``mse:reduction=sum`` or ``ce:reduction=none`` (the word ``none``, as torch spells it). ``path/to/file.py:name`` loads a user loss: an ``nn.Module`` class or
 instance, a factory called with no arguments that returns a loss, or a loss function taking
 ``(output, target)`` directly.
 
@@ -29,7 +29,7 @@ from gradmedic._callspec import Options, is_factory_ref, load_factory, parse_spe
 from gradmedic.errors import ConfigError, GradmedicError, ModelError, unknown_name
 from gradmedic.zoo.data import DataInfo
 
-__all__ = ["LOSSES", "FunctionLoss", "SequenceLoss", "loss_for", "make_loss"]
+__all__ = ["LOSSES", "FunctionLoss", "SequenceLoss", "loss_for", "make_loss", "unwrap_loss"]
 
 _TABLE: dict[str, type[nn.Module]] = {
     "ce": nn.CrossEntropyLoss,
@@ -101,6 +101,11 @@ def _from_factory(ref: str) -> nn.Module:
         obj = fn()
     except GradmedicError:
         raise
+    except SystemExit as exc:
+        raise ModelError(
+            f"loss factory '{ref}' called sys.exit({exc.code!r}) instead of returning a loss; "
+            "make it return the loss (a factory must not end the process)"
+        ) from None
     except Exception as exc:
         lines = str(exc).strip().splitlines()
         detail = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
@@ -129,12 +134,31 @@ def make_loss(spec: str) -> nn.Module:
     cls = _TABLE[name]
     valid = [k for k in inspect.signature(cls.__init__).parameters if k not in _SKIP_KW]
     opts = Options("loss", name, raw, valid=valid)
+    if "reduction" in opts:
+        opts.opts["reduction"] = opts.get_choice("reduction", "mean", ("mean", "sum", "none"))
     try:
         return cls(**opts.opts)
     except (TypeError, ValueError) as exc:
         raise ConfigError(
             f"invalid option for loss '{name}': {exc}; valid options: {', '.join(valid)}"
         ) from exc
+
+
+def unwrap_loss(loss: Any) -> Any:
+    """The torch loss inside gradmedic's wrappers (:class:`SequenceLoss`, :class:`FunctionLoss`):
+    a loss module or a loss function; ``loss`` itself when it wraps nothing.
+
+    >>> type(unwrap_loss(SequenceLoss(nn.CrossEntropyLoss()))).__name__
+    'CrossEntropyLoss'
+    """
+    for _ in range(5):
+        if isinstance(loss, SequenceLoss):
+            loss = loss.inner
+        elif isinstance(loss, FunctionLoss):
+            loss = loss.fn
+        else:
+            break
+    return loss
 
 
 def loss_for(info: DataInfo, spec: str | None = None) -> nn.Module:

@@ -1,4 +1,5 @@
-"""report.figures.activation: saturated/dead fractions and the mean slope against theory."""
+"""report.figures.activation: saturated (both tails) or inactive (ReLU family) and dead
+fractions, and the mean slope against theory."""
 
 from __future__ import annotations
 
@@ -14,8 +15,13 @@ def test_activation_figure_shows_dead_relu_fractions(relu_trace):
     snap = layer_snapshot(relu_trace)
     snap = snap[snap["dead_frac"].notna()]
     top = fig.axes[0]
-    dead_bars = top.containers[1]
+    inactive_bars, dead_bars = top.containers  # ReLU units are inactive, never "saturated"
     np.testing.assert_allclose([b.get_height() for b in dead_bars], snap["dead_frac"])
+    np.testing.assert_allclose([b.get_height() for b in inactive_bars], snap["saturated_frac"])
+    assert [t.get_text() for t in top.get_legend().get_texts()] == [
+        "inactive (φ' < 1% of max, ReLU family)",
+        "dead (0 on batch)",
+    ]
     assert top.get_ylim() == (0, 1.02)
     # ReLU: E[phi'] = 1/2 at any scale (theory markers on the bottom panel)
     theory_line = fig.axes[1].get_lines()[1]
@@ -27,6 +33,8 @@ def test_sigmoid_slope_is_at_most_a_quarter(mlp_trace):
     fig = activation_figure(mlp_trace)
     measured = fig.axes[1].get_lines()[0].get_ydata()
     assert len(measured) == 11 and np.all(np.asarray(measured) <= 0.25)
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert legend == ["saturated (|φ'| < 1% of max, both tails)", "dead (0 on batch)"]
     plt.close(fig)
     assert activation_figure(synthetic_trace([1.0])) is None
 

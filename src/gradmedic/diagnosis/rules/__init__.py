@@ -3,7 +3,10 @@
 Every rule is written from a mechanism, with thresholds (:mod:`gradmedic.diagnosis.thresholds`)
 on what the mechanism does to learning:
 
-* :mod:`~gradmedic.diagnosis.rules.nonfinite`: the first NaN/Inf, where and when;
+* :mod:`~gradmedic.diagnosis.rules.measurable`: the outcome "nothing measurable" when the run
+  yielded too little to judge;
+* :mod:`~gradmedic.diagnosis.rules.nonfinite`: the first NaN/Inf, where it was born (a module,
+  the loss, the weight scale) and when (:mod:`~gradmedic.diagnosis.rules.origin`);
 * :mod:`~gradmedic.diagnosis.rules.depth`: vanishing / exploding backward signal across the
   layers at initialisation (:mod:`~gradmedic.diagnosis.rules.exploding` for the growing half),
   its attribution by cause (:mod:`~gradmedic.diagnosis.rules.attribution`) and poor-init
@@ -20,10 +23,18 @@ Each registers itself with :func:`gradmedic.diagnosis.registry.rule`;
 Example::
 
     >>> from gradmedic.diagnosis.registry import registered
-    >>> [r.name for r in registered("trace")][:2]
-    ['rule_nonfinite', 'rule_depth']
+    >>> [r.name for r in registered("trace")][:3]
+    ['rule_measurable', 'rule_nonfinite', 'rule_depth']
 """
 
-from gradmedic.diagnosis.rules import dead_units, depth, nonfinite, rnn, saturation, spikes
+from gradmedic.diagnosis.rules import (
+    dead_units,
+    depth,
+    measurable,
+    nonfinite,
+    rnn,
+    saturation,
+    spikes,
+)
 
-__all__ = ["dead_units", "depth", "nonfinite", "rnn", "saturation", "spikes"]
+__all__ = ["dead_units", "depth", "measurable", "nonfinite", "rnn", "saturation", "spikes"]

@@ -34,14 +34,14 @@ from typing import Any
 
 from gradmedic.diagnosis.context import Context
 from gradmedic.diagnosis.finding import Finding, Prescription
+from gradmedic.diagnosis.prescribe import init_remedies, path_stack
 from gradmedic.diagnosis.registry import rule
 from gradmedic.diagnosis.rules._shared import (
-    SATURATING,
+    DERIVATIVE_BOUND,
     log10,
     main_activation,
     num,
     pair_summary,
-    reinit_scheme,
     relative_update,
 )
 from gradmedic.diagnosis.rules.attribution import attribution, chain_note, top_cause
@@ -135,18 +135,31 @@ def _vanishing(
         f"(from '{e.last}' back to '{e.first}'); most of the decay comes from {phrase}"
         + ("; the first layer effectively does not learn." if cannot_learn else ".")
     )
-    pres: list[Prescription] = []
-    if act in SATURATING and key == "activation":
-        pres.append(Prescription("swap-activation", {"to": "relu"}, "derivative 1, not <=1/4"))
-        pres.append(Prescription("reinit", {"scheme": "kaiming"}, "critical init for ReLU"))
-    elif key == "dead_units":
-        pres.append(Prescription("swap-activation", {"to": "leaky_relu"}, "keeps a slope"))
-        pres.append(Prescription("reinit", {"scheme": "kaiming"}, "zero biases, He scale"))
-    else:
-        pres.append(Prescription("reinit", {"scheme": reinit_scheme(act)}, "critical weight scale"))
+    stack = path_stack(ctx, e.path)
+    pres, rejected = init_remedies(stack, act, dead=key == "dead_units")
+    if rejected:
+        ev["rejected_by_theory"] = rejected
     if e.crossings >= DEEP_CROSSINGS:
-        pres.append(Prescription("add-norm", {"kind": "layer"}, "rescales every layer"))
-        pres.append(Prescription("add-residual", {}, "identity path for the gradient"))
+        if act not in DERIVATIVE_BOUND:  # normalising q does not lift sigmoid' <= 1/4
+            pres.append(
+                Prescription(
+                    "add-norm",
+                    {"kind": "layer"},
+                    "rescales every layer's pre-activations to q = 1",
+                    predicted={"basis": "not a mean-field number; treat measures it"},
+                )
+            )
+        pres.append(
+            Prescription(
+                "add-residual",
+                {},
+                "identity path for the gradient",
+                predicted={
+                    "basis": "x + F(x) has Jacobian I + J_F: the identity carries the signal "
+                    "unchanged (He et al. 2016, identity mappings)"
+                },
+            )
+        )
     vanishing = Finding(
         slug="vanishing-gradient",
         severity=sev,

@@ -20,7 +20,8 @@ from typing import Any
 
 from gradmedic.diagnosis.context import Context
 from gradmedic.diagnosis.finding import Finding, Prescription
-from gradmedic.diagnosis.rules._shared import num, reinit_scheme
+from gradmedic.diagnosis.prescribe import init_remedies, path_stack
+from gradmedic.diagnosis.rules._shared import num
 from gradmedic.diagnosis.rules.attribution import attribution
 from gradmedic.diagnosis.rules.poor_init import poor_init
 from gradmedic.diagnosis.thresholds import (
@@ -115,10 +116,10 @@ def exploding(
             f"({per:.2f}x per layer): the weights put the network in the chaotic phase "
             "(chi1 > 1), so every layer amplifies the gradient."
         )
-        pres = [
-            Prescription("reinit", {"scheme": reinit_scheme(act)}, "critical init"),
-            Prescription("clip-grad-norm", {"max_norm": 1.0}, "cap each step"),
-        ]
+        pres, rejected = init_remedies(path_stack(ctx, e.path), act)
+        if rejected:
+            ev["rejected_by_theory"] = rejected
+        pres.append(Prescription("clip-grad-norm", {"max_norm": 1.0}, "cap each step"))
     found = Finding(
         slug="exploding-gradient",
         severity=sev,

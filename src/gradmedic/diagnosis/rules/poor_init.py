@@ -8,6 +8,11 @@ Schoenholz et al. 2017 for the general critical line) the weights are judged aga
 not badly initialised whatever else moves its signal (skip connections, normalisation,
 functional ops). Otherwise the measured weight gains count.
 
+The prescriptions are those theory predicts to fix the stack
+(:func:`gradmedic.diagnosis.prescribe.init_remedies`), each with its predicted ratio; a scheme
+that would not (Xavier on a deep sigmoid stack: ``sqrt(chi1)^(L-1)`` with ``chi1 = 0.056`` at
+``sw2 = 1``) is named in the cause as not enough, with its prediction.
+
 Example::
 
     >>> poor_init(ctx, ctx.e2e, "relu", "error", vanishing=True)[0].slug   # doctest: +SKIP
@@ -20,14 +25,14 @@ import math
 import statistics
 
 from gradmedic.diagnosis.context import Context
-from gradmedic.diagnosis.finding import Finding, Prescription
+from gradmedic.diagnosis.finding import Finding
+from gradmedic.diagnosis.prescribe import init_remedies, path_stack
 from gradmedic.diagnosis.rules._shared import (
     RELU_LIKE,
     critical_deficit,
     log10,
     num,
     pair_summary,
-    reinit_scheme,
 )
 from gradmedic.diagnosis.thresholds import (
     POOR_INIT_MIN_DECADES,
@@ -70,7 +75,7 @@ def poor_init(
         sw2 = num(statistics.median(sws)) if sws else None
         ps = {**ps, "sigma_w2_median": sw2}
     crit = ps.get("critical_sigma_w2")
-    scheme = reinit_scheme(act)
+    pres, rejected = init_remedies(path_stack(ctx, e.path), act)
     cause = (
         f"The initial weight scale (sigma_w^2 = fan_in Var(W) = {sw2}"
         + (
@@ -78,9 +83,19 @@ def poor_init(
             if crit is not None and crit <= PRACTICAL_CRITICAL_SW2
             else ""
         )
-        + f") accounts for 10^{weight_part:.1f} of the end-to-end signal ratio; "
-        f"{scheme} initialisation keeps each layer's gain near 1."
+        + f") accounts for 10^{weight_part:.1f} of the end-to-end signal ratio"
+        + "".join(f"; {spec} alone is not enough: {why}" for spec, why in rejected.items())
+        + (f"; {pres[0]}: {pres[0].reason.split('; ')[-1]}" if pres else "")
+        + "."
     )
+    evidence = {
+        "log10_weight_contribution": num(weight_part),
+        "log10_measured_weights": num(w),
+        "log10_weight_scale_vs_critical": num(deficit),
+        **ps,
+    }
+    if rejected:
+        evidence["rejected_by_theory"] = rejected
     return [
         Finding(
             slug="poor-init",
@@ -88,13 +103,8 @@ def poor_init(
             title="Weight initialisation off the critical scale",
             cause=cause,
             layers=[p.weight for p in ctx.prediction.pairs] or [e.first, e.last],
-            evidence={
-                "log10_weight_contribution": num(weight_part),
-                "log10_measured_weights": num(w),
-                "log10_weight_scale_vs_critical": num(deficit),
-                **ps,
-            },
-            prescriptions=[Prescription("reinit", {"scheme": scheme}, "critical weight scale")],
+            evidence=evidence,
+            prescriptions=pres,
             step=e.step,
         )
     ]

@@ -31,15 +31,14 @@ from gradmedic.diagnosis.context import Context
 from gradmedic.diagnosis.finding import Finding, Prescription
 from gradmedic.diagnosis.registry import rule
 from gradmedic.diagnosis.rules._shared import num
+from gradmedic.diagnosis.rules.origin import growth_before, run_start
+from gradmedic.diagnosis.rules.rnn_remedies import PASCANU, vanishing_finding
 from gradmedic.diagnosis.thresholds import (
-    FORGET_BIAS_OPEN,
-    GATED_VANISH_WARNING,
     MEMORY_FALL,
     RNN_AMPLIFY_SIGMA,
     RNN_EXPLODE_ERROR,
     RNN_EXPLODE_WARNING,
     RNN_GAMMA,
-    RNN_VANISH_ERROR,
     RNN_VANISH_WARNING,
 )
 from gradmedic.nn.taxonomy import RNN_TYPE_NAMES
@@ -48,7 +47,12 @@ from gradmedic.trace.schema import Quantity
 __all__ = ["memory_horizon", "rule_rnn"]
 
 _PROFILE = (Quantity.HIDDEN_GRAD_T, Quantity.INPUT_GRAD_T)
-_PASCANU = "Pascanu et al. 2013"
+_PASCANU = PASCANU
+#: What the recurrence's own nonlinearity adds to a contracting W_hh.
+_SLOPE = {
+    "tanh": "tanh' <= 1 only shrinks it more",
+    "relu": "relu' is 1 on active units and 0 on the others: it never amplifies",
+}
 
 
 def _profiles(ctx: Context, q: Quantity, parameter: str) -> dict[tuple[str, int], list[float]]:
@@ -73,6 +77,20 @@ def _profile(ctx: Context, module: str, step: int) -> tuple[list[float], str]:
     if vals:
         return vals, "||dL/dx_t||"
     return [], ""
+
+
+def _grows(ctx: Context, name: str, steps: list[int]) -> bool:
+    """Whether the run shows the gradient growing: a later profile of ``name`` peaks at
+    :data:`RNN_EXPLODE_WARNING` over its last value, the global norm diverges, or a value went
+    non-finite. A theory note about vanishing would then contradict the measurements."""
+    for s in steps[1:]:
+        v = _profile(ctx, name, s)[0]
+        if len(v) > 1 and v[-1] > 0 and max(v) / v[-1] >= RNN_EXPLODE_WARNING:
+            return True
+    if ctx.present & {"nonfinite", "nonfinite_forward", "nonfinite_backward", "nonfinite_loss"}:
+        return True
+    last = steps[-1] if steps else 0
+    return growth_before(ctx, last, run_start(ctx, last)) is not None
 
 
 def memory_horizon(vals: list[float], fall: float = MEMORY_FALL) -> int:
@@ -157,7 +175,6 @@ def _judge(
     """The finding for one recurrent layer with a measured profile ``vals``, or None."""
     T = len(vals)
     ratio, peak = vals[0] / vals[-1], max(vals) / vals[-1]
-    gated = info.get("type") in ("LSTM", "GRU")
     if peak >= RNN_EXPLODE_WARNING:  # the signal grows going back in time
         later = [_profile(ctx, name, s)[0] for s in steps[1:]]
         peaks = [max(v) / v[-1] for v in later if len(v) > 1 and v[-1] > 0]
@@ -185,9 +202,9 @@ def _judge(
             step=steps[0],
         )
     if ratio < RNN_VANISH_WARNING:
-        return _vanishing(name, info, ev, ratio, T, gated, verdict, steps[0])
+        return vanishing_finding(name, info, ev, ratio, T, verdict, steps[0])
     lg = _predicted_time_decay(info, T)
-    if lg is not None:
+    if lg is not None and not _grows(ctx, name, steps):
         # The measured profile did not fall, yet the recurrence contracts: with a loss on every
         # time step each h_t receives its own step's gradient, which hides how little of the
         # late steps' gradient reaches it. Theory's estimate is a note, not an alarm.
@@ -199,9 +216,10 @@ def _judge(
             title=f"Recurrence of '{name}' contracts: 10^{lg:.0f} over {T} steps (theory)",
             cause=(
                 f"W_hh has spectral radius {rho:.3g} < 1, so a gradient sent back through "
-                f"{T - 1} steps shrinks like {rho:.2g}^{T - 1} = 10^{lg:.1f} (tanh' <= 1 "
-                "only shrinks it more); the measured profile stays level because every "
-                "step's own loss feeds it, so dependencies that long cannot be learned."
+                f"{T - 1} steps shrinks like {rho:.2g}^{T - 1} = 10^{lg:.1f} "
+                f"({_SLOPE.get(str(info.get('nonlinearity')), 'its slope')}); the measured "
+                "profile stays level because every step's own loss feeds it, so dependencies "
+                "that long cannot be learned."
             ),
             layers=[name],
             evidence=ev,
@@ -227,52 +245,3 @@ def _judge(
             step=steps[0],
         )
     return None
-
-
-def _vanishing(
-    name: str,
-    info: dict[str, Any],
-    ev: dict[str, Any],
-    ratio: float,
-    T: int,
-    gated: bool,
-    verdict: str | None,
-    step: int,
-) -> Finding:
-    """The measured vanishing-through-time finding (first/last ``ratio`` below the warning)."""
-    if gated:
-        sev = "warning" if ratio < GATED_VANISH_WARNING else "info"
-        fb = info.get("forget_bias_mean")
-        target = 1.0 if fb is None or fb < FORGET_BIAS_OPEN else 2.0
-        pres = [Prescription("forget-bias", {"value": target}, "open the forget gate")]
-        why = (
-            f"the {'forget' if ev['mode'] == 'LSTM' else 'update'} gate starts near 0.5"
-            + (f" (forget bias {fb:.2f})" if fb is not None else "")
-            + ", halving the cell path at every step"
-        )
-    else:
-        sev = "error" if ratio < RNN_VANISH_ERROR else "warning"
-        pres = [
-            Prescription("replace-rnn", {"to": "lstm"}, "gated cell path"),
-            Prescription("forget-bias", {"value": 1.0}, "remember by default"),
-            Prescription("orthogonal-recurrent", {}, "norm-preserving recurrence"),
-        ]
-        why = "each step multiplies it by W_hh^T diag(phi'), whose norm is below 1" + (
-            f" (largest singular value {ev['pascanu_lambda1']} < 1/gamma: "
-            f"sufficient for vanishing, {_PASCANU})"
-            if verdict == "vanishing-sufficient"
-            else " on average (saturated units shrink it further)"
-        )
-    return Finding(
-        slug="rnn-long-range-vanishing",
-        severity=sev,
-        title=f"Gradient vanishes through time in '{name}' ({ratio:.1e} over {T} steps)",
-        cause=(
-            f"The gradient reaching the first of {T} time steps is {ratio:.1e} of the last "
-            f"one's (memory horizon {ev['memory_horizon']} steps): {why}."
-        ),
-        layers=[name],
-        evidence=ev,
-        prescriptions=pres,
-        step=step,
-    )

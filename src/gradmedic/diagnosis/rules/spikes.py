@@ -10,6 +10,13 @@ Bengio 2013); it matters when the loss rises after it (by
 warning. A spike the loss shrugs off is an info note. Without a recorded loss a spike is a
 warning (its effect cannot be told).
 
+A norm that rises steadily and geometrically up to the "spikes" is a divergence, not a spike:
+there is no stationary run whose median a clipping threshold could come from (Pascanu et al.'s
+heuristic), so clipping at that median (1.9e23 on unscaled regression data) would be absurd.
+The finding then names the growth per step and prescribes what the growth calls for
+(:func:`~gradmedic.diagnosis.rules.nonfinite_causes.growth_remedies`: a learning-rate cut sized
+from it, standardised data when the data are unscaled).
+
 Example::
 
     >>> [(f.slug, f.severity) for f in rule_spikes(Context.build(trace))]   # doctest: +SKIP
@@ -20,11 +27,14 @@ from __future__ import annotations
 
 import math
 import statistics
+from typing import Any
 
 from gradmedic.diagnosis.context import Context
 from gradmedic.diagnosis.finding import Finding, Prescription
 from gradmedic.diagnosis.registry import rule
 from gradmedic.diagnosis.rules._shared import num
+from gradmedic.diagnosis.rules.nonfinite_causes import growth_remedies
+from gradmedic.diagnosis.rules.origin import growth_before, run_start
 from gradmedic.diagnosis.thresholds import LOSS_JUMP, LOSS_JUMP_WINDOW, SPIKE_FACTOR
 from gradmedic.trace.derived import global_grad_norm, spike_steps
 from gradmedic.trace.schema import Quantity
@@ -46,6 +56,11 @@ def _harmful(spikes: list[int], loss_at: dict[int, float]) -> list[int]:
     return harmful
 
 
+def _times(ratio: float) -> str:
+    """A spike factor as a reader takes it in: ``40x``, ``2.7e+11x`` from 1000 on."""
+    return f"{ratio:.0f}x" if ratio < 1000 else f"{ratio:.1e}x"
+
+
 @rule(slug="gradient-spikes", requires=(Quantity.GRAD_NORM_TOTAL,), priority=60)
 def rule_spikes(ctx: Context) -> list[Finding]:
     """One finding for all spikes of the run, at the largest one's step.
@@ -61,19 +76,22 @@ def rule_spikes(ctx: Context) -> list[Finding]:
     med = statistics.median(v for _, v in series if math.isfinite(v) and v > 0)
     top = max(spikes, key=lambda s: norm_at[s])
     top_norm = norm_at[top]
-    clip = float(f"{med:.2g}")
     loss_at = dict(ctx.trace.series(Quantity.LOSS))
     harmful = _harmful(spikes, loss_at)
+    growth = growth_before(ctx, spikes[0], run_start(ctx, spikes[0]))
+    if growth is not None:
+        return [_diverging(ctx, growth, top, top_norm, spikes, harmful)]
     severity = "warning" if harmful or not loss_at else "info"
+    clip = float(f"{med:.2g}")
     return [
         Finding(
             slug="gradient-spikes",
             severity=severity,
-            title=f"Gradient-norm spikes ({top_norm / med:.0f}x the median)",
+            title=f"Gradient-norm spikes ({_times(top_norm / med)} the median)",
             cause=(
                 f"The total gradient norm jumped to {top_norm:.3g} at step {top}, "
-                f"{top_norm / med:.0f}x its median {med:.3g}: steps that large throw the weights "
-                "off the loss surface (a cliff, Pascanu et al. 2013)."
+                f"{_times(top_norm / med)} its median {med:.3g}: steps that large throw the "
+                "weights off the loss surface (a cliff, Pascanu et al. 2013)."
             ),
             layers=[],
             evidence={
@@ -90,3 +108,36 @@ def rule_spikes(ctx: Context) -> list[Finding]:
             step=top,
         )
     ]
+
+
+def _diverging(
+    ctx: Context,
+    growth: dict[str, Any],
+    top: int,
+    top_norm: float,
+    spikes: list[int],
+    harmful: list[int],
+) -> Finding:
+    """The finding for a norm that grows geometrically up to its spikes (a divergence)."""
+    text, pres, ev = growth_remedies(ctx, growth)
+    return Finding(
+        slug="gradient-spikes",
+        severity="warning",
+        title=f"Gradient norm diverges: {_times(growth['per_step'])} per step",
+        cause=(
+            f"The total gradient norm grows {growth['per_step']:.3g}x per step from "
+            f"{growth['first_norm']:.3g} at step {growth['first_step']} (up to "
+            f"{top_norm:.3g} at step {top}): a divergence from the start, not isolated spikes, "
+            f"so there is no stationary norm to clip at{text}."
+        ),
+        layers=[],
+        evidence={
+            **ev,
+            "spike_steps": spikes[:20],
+            "max_grad_norm": num(top_norm),
+            "growth_from_step": growth["first_step"],
+            "loss_jumped_after": harmful[:20],
+        },
+        prescriptions=pres,
+        step=top,
+    )

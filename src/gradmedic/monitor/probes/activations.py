@@ -69,6 +69,7 @@ class ActivationProbe(Probe):
     def __init__(self, schedule: Schedule) -> None:
         self.schedule = schedule
         self._derivs: dict[str, Derivative | None] = {}
+        self._nonneg: dict[str, bool] = {}
         self._channel_first: dict[str, bool] = {}
         self._pending: dict[str, list[torch.Tensor]] = {}
         self._stats: dict[str, list[torch.Tensor]] = {}
@@ -76,7 +77,17 @@ class ActivationProbe(Probe):
 
     def bind(self, model: nn.Module, selected: list[tuple[str, nn.Module]], hooks: Hooks) -> None:
         self._derivs = {n: derivative_for(m) for n, m in selected if is_activation(m)}
+        self._nonneg = {n: isinstance(m, _NONNEG) for n, m in selected if is_activation(m)}
         self._channel_first = channel_first_activations(model)
+
+    def add_functional(
+        self, name: str, derivative: Derivative, nonnegative: bool, channel_first: bool
+    ) -> None:
+        """Measure a functional activation call (``torch.sigmoid(z)`` in ``forward``) under the
+        pseudo-module ``name`` like an activation module."""
+        self._derivs[name] = derivative
+        self._nonneg[name] = nonnegative
+        self._channel_first[name] = channel_first
 
     def plan(self, step: int, recording: bool) -> bool:
         self.on = recording and self.schedule(step)
@@ -110,7 +121,7 @@ class ActivationProbe(Probe):
             yd = outs[0].detach()
             yd = yd.float() if yd.dtype in _LOW_PRECISION else yd
             # a dead unit is zero for every sample (and, in a feature map, every position)
-            mag = yd if isinstance(module, _NONNEG) else yd.abs()
+            mag = yd if self._nonneg.get(name) else yd.abs()
             if yd.dim() < 2:  # a batch of scalars: one unit
                 peak = mag.amax(0, keepdim=True)
             elif self._channel_first.get(name) and yd.dim() > 2:

@@ -41,7 +41,15 @@ from torch import nn
 from gradmedic.monitor.hooks import Hooks
 from gradmedic.trace import Row
 
-__all__ = ["Probe", "foreach_norms", "head", "norm", "scaled", "tensors_in", "to_host"]
+__all__ = [
+    "Probe",
+    "foreach_norms",
+    "head",
+    "norm",
+    "scaled",
+    "tensors_in",
+    "to_host",
+]
 
 #: Tensors up to this size always get their norm in float64 (cheap); larger ones in float32
 #: once their previous record showed a signal far from float32's underflow.

@@ -1,19 +1,41 @@
-"""Non-finite values: the first module whose output or gradient went NaN/Inf, and a sentinel.
+"""Non-finite values: where a NaN/Inf was born (a module, or the loss), and a sentinel.
 
-On a recorded step each hooked module's output is reduced to one float64 sum (NaN/Inf
-propagate into it; a float32 or half sum would overflow on large finite outputs) and read with
-everything else: the first module in forward order whose output is not finite is named
-(``NONFINITE_FORWARD``), and the first in backward order whose input or output gradient is not
-(``NONFINITE_BACKWARD``; the signal norms of :class:`SignalProbe`). A non-finite global
-gradient norm alone gives ``NONFINITE_GRADIENT``. Every event also writes ``NONFINITE`` (1.0)
-and appends ``{"step", "kind", "module", "detail"}`` to ``Monitor.events``.
+On a recorded step every tensor a hooked module takes or returns is reduced to one float64 sum,
+once (a block that returns its last child's output, or a layer fed by the previous one, reuses
+that sum while the tensor is unchanged). NaN/Inf propagate into it,
+and a float64 sum of finite float32/float16 entries cannot overflow, so a value counts as
+non-finite exactly when it is non-finite *in the dtype the model uses* (an overflow of float32
+at 3.4e38 is seen in the layer that produced it, not one earlier). The sums are read with
+everything else (one host transfer) and give, in this order:
+
+* ``NONFINITE_FORWARD``: the module where the value was born: the first module to finish its
+  forward whose output is non-finite while all its inputs were finite. Modules finish before
+  the module that called them, so this is the innermost one (``block.attn``, not ``block``);
+  a NaN made by a functional op between a block's children is born in the block. Its detail
+  says whether the module's parameters were already non-finite when the forward began
+  (checked then, before any update of this step: only then did "an earlier update put them
+  there"), or, when no module had finite inputs, that the model's input already was.
+* ``NONFINITE_LOSS``: every module output was finite, but the observed loss
+  (``Monitor.observe``) is NaN/Inf (detail ``"loss value is NaN/Inf"``), or the gradient
+  entering the model's output, before any module's backward ran, is (``"loss is finite but
+  its gradient w.r.t. the model output is NaN/Inf"``: an undefined derivative at a boundary,
+  such as ``log`` at 0; also the detail when the loss was not observed). No module's
+  backward is then blamed.
+* ``NONFINITE_BACKWARD``: the first module in backward order whose input or output gradient
+  is non-finite (the signal norms of :class:`SignalProbe`, in float64).
+* ``NONFINITE_GRADIENT``: a parameter gradient alone.
+
+``OUTPUT_RMS`` (every recorded step) is the root mean square of the model's output in
+float64: a loss that is Inf because the outputs are 1e19 (an exploding forward) is told from
+one that is undefined at a boundary (``log(0)``).
+
+Every event also writes ``NONFINITE`` (1.0) and appends ``{"step", "kind", "module",
+"detail"}`` to ``Monitor.events``.
 
 Unrecorded steps keep one fused float32 norm over all gradients (and the observed losses) on the
-device and remember the first step where it is NaN, without a host sync: the :meth:`sentinel`.
-It is reported, with its exact step, at the next recorded step or at detach. Inf alone is left
-to the recorded steps: a float32 sum of squares overflows for finite gradients above ~1e19,
-which is an exploding gradient, not a NaN. After an event the sentinel rests until a recorded
-step is finite again.
+device and remember the first step where it is NaN, without a host sync
+(:class:`~gradmedic.monitor.probes.sentinel.Sentinel`), reported with its exact step at the
+next recorded step or at detach.
 
 Raises:
     NonFiniteError: with ``halt=True``, at the step where a value went non-finite (recorded
@@ -26,52 +48,55 @@ Example::
     >>> with Monitor(model, every=1) as mon:
     ...     (model(torch.ones(1, 2)) * float("nan")).sum().backward(); mon.step()
     >>> [(e["kind"], e["module"]) for e in mon.events]
-    [('nonfinite_backward', '0')]
+    [('nonfinite_loss', None)]
 """
 
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
 
-from gradmedic.errors import GradmedicError
-from gradmedic.monitor.probes.base import Probe, foreach_norms
+from gradmedic.monitor.probes.base import Probe, norm
 from gradmedic.monitor.probes.params import ParamsProbe
+from gradmedic.monitor.probes.sentinel import NonFiniteError, Sentinel, halt
 from gradmedic.monitor.probes.signal import SignalProbe
+from gradmedic.monitor.probes.step import StepProbe
 from gradmedic.trace import Quantity, Row
 
-__all__ = ["NonFiniteError", "NonFiniteProbe"]
+__all__ = ["LOSS_DETAIL", "LOSS_GRAD_DETAIL", "NonFiniteError", "NonFiniteProbe"]
 
 _FWD_DETAIL = "first module whose output is NaN/Inf"
 _FWD_DETAIL_PARAMS = (
     "first module whose output is NaN/Inf; its parameters are already non-finite, "
     "so an earlier update (a NaN gradient or an exploding step) put them there"
 )
-_BWD_DETAIL = "first module whose input or output gradient is NaN/Inf in backward order"
-_SENTINEL_DETAIL = (
-    "a gradient was NaN/Inf on an unrecorded step; the module is named at the next "
-    "recorded step (record every step to name it at once)"
+_FWD_DETAIL_INPUT = (
+    "first module whose output is NaN/Inf; its input was already NaN/Inf (the model's input "
+    "data, or an operation outside the hooked modules)"
 )
+_BWD_DETAIL = "first module whose input or output gradient is NaN/Inf in backward order"
+LOSS_DETAIL = "loss value is NaN/Inf"
+LOSS_GRAD_DETAIL = "loss is finite but its gradient w.r.t. the model output is NaN/Inf"
 
 
-class NonFiniteError(GradmedicError):
-    """Raised at the end of a step when ``halt_on_nonfinite=True`` and a value was not finite."""
-
-
-class NonFiniteProbe(Probe):
-    """Names the first non-finite module of a recorded step; dates NaN on unrecorded steps.
+class NonFiniteProbe(Sentinel, Probe):
+    """Names where the first NaN/Inf of a recorded step was born; dates NaN on unrecorded steps.
 
     Args:
-        model: the monitored model (to tell whether a module's parameters are already bad).
+        model: the monitored model (its parameters are checked when a forward begins).
         events: the Monitor's event list, appended to.
         emit: writes rows to the trace (sentinel hits are written as they are read).
-        params, signal: the probes whose global norm and backward norms are checked.
+        params, signal, step: the probes whose gradients, backward norms and loss are checked.
         enabled: watch at all; halt: raise :class:`NonFiniteError` at the bad step.
     """
+
+    #: also called for the modules the Monitor only watches (containers, the root)
+    watches = True
 
     def __init__(
         self,
@@ -80,133 +105,183 @@ class NonFiniteProbe(Probe):
         emit: Callable[[list[Row]], None],
         params: ParamsProbe,
         signal: SignalProbe,
+        step: StepProbe,
         *,
         enabled: bool = True,
         halt: bool = False,
     ) -> None:
         self.model, self.events, self.emit = model, events, emit
-        self.params, self.signal = params, signal
+        self.params, self.signal, self.step = params, signal, step
         self.enabled, self.halt = enabled, halt
-        self._flags: list[tuple[str, torch.Tensor]] = []
-        self._order: list[str] = []
-        self._first_bad: torch.Tensor | None = None
-        self._read_first_bad = False
-        self._reported = False  # an event was reported; the sentinel rests until a finite record
+        #: parameters a functional pseudo-module uses (its own parameters), by name
+        self.pseudo_params: dict[str, list[nn.Parameter]] = {}
+        self.init_sentinel()
         self._halting: tuple[int, str | None] | None = None
+        self.reset()
 
     def plan(self, step: int, recording: bool) -> bool:
         self.on = recording and self.enabled
         return self.on
 
+    # ------------------------------------------------------------------ forward
+    def begin_pass(self) -> None:
+        """A forward of the model begins: check its parameters once per step, before this
+        step's update can change them: one sum per parameter in its own dtype (NaN/Inf
+        propagate; 8x cheaper on CPU than a fused max-abs; a finite tensor whose sum exceeds
+        the dtype's range, entries near 1e33 in float32, would count as non-finite)."""
+        if self.on and self._psum is None:
+            with torch.no_grad():
+                sums = [p.detach().sum().double() for *_, p in self.params.names]
+            self._psum = torch.stack(sums) if sums else None
+
+    def pre_forward(self, name: str, module: nn.Module, args: tuple) -> None:
+        ins = []
+        for a in args:
+            if isinstance(a, torch.Tensor) and (a.is_floating_point() or a.is_complex()):
+                ins.append(self._index_of(a))
+        self._pending.setdefault(name, []).append(tuple(ins))
+
     def forward(self, name: str, module: nn.Module, outs: list[torch.Tensor]) -> None:
+        pending = self._pending.get(name)
+        ins = pending.pop() if pending else ()
+        if outs:  # a block returning its last child's output reuses that child's sum
+            self._calls.append((name, ins, tuple(self._index_of(t) for t in outs)))
+
+    def model_output(self, outs: list[torch.Tensor]) -> None:
+        """The model's forward returned ``outs``: keep the mean square of the first."""
         if outs:
             with torch.no_grad():
-                probe = sum(t.detach().sum(dtype=torch.float64) for t in outs)
-            self._flags.append((name, probe))
+                t = outs[0].detach()
+                t = torch.view_as_real(t) if t.is_complex() else t
+                self._out_ms.append(torch.linalg.vector_norm(t, dtype=torch.float64) ** 2)
+                self._out_n += max(t.numel(), 1)
 
+    def output_grad(self, g: torch.Tensor) -> None:
+        """The gradient entering the model's output (before any module's backward ran)."""
+        self._out_grads.append(norm(g))
+
+    def _index_of(self, t: torch.Tensor) -> int:
+        """Index of ``t``'s float64 sum: summed once, reused while ``t`` is unchanged (the
+        same tensor at the same version; an in-place op makes a new sum)."""
+        compiling = torch.compiler.is_compiling()  # (no guards on tensor ids under TorchDynamo)
+        hit = None if compiling else self._known.get(id(t))
+        if hit is not None and hit[0]() is t and hit[2] == t._version:
+            return hit[1]
+        with torch.no_grad():
+            self._sums.append(_sum64(t))
+        if not compiling:
+            self._known[id(t)] = (weakref.ref(t), len(self._sums) - 1, t._version)
+        return len(self._sums) - 1
+
+    # ------------------------------------------------------------------ reading
     def read(self, scale: torch.Tensor | None) -> list[torch.Tensor]:
         out = []
         self._read_first_bad = self._first_bad is not None
         if self._read_first_bad:  # a hit from an unrecorded step, read in this transfer
             out.append(self._first_bad.double())
-        if self._flags:
-            out.append(torch.stack([f for _, f in self._flags]).float())
+        self._layout = [len(self._sums), len(self.signal.order), len(self._out_grads), 0]
         self._order = [n for n, _ in self.signal.order]
-        if self._order:
-            out.append(torch.stack([s for _, s in self.signal.order]).float())
+        for part in (self._sums, [s for _, s in self.signal.order], self._out_grads):
+            if part:
+                out.append(torch.stack(part))
+        if self._psum is not None:
+            self._layout[3] = self._psum.numel()
+            out.append(self._psum)
+        if self._out_ms:  # last: rows() reads it as values[-1]
+            out.append((torch.stack(self._out_ms).sum() / self._out_n).sqrt().reshape(1))
         return out
 
     def rows(self, step: int, values: list[float], out: list[Row]) -> None:
         if self._read_first_bad:
             self.flush(values[0])
             values = values[1:]
-        n_fwd = len(self._flags)
-        fwd = _first_bad_name([n for n, _ in self._flags], values[:n_fwd])
-        bwd = _first_bad_name(self._order, values[n_fwd:])
+        n_sum, n_ord, n_og, n_p = self._layout
+        sums = values[:n_sum]
+        bwd_norms = values[n_sum : n_sum + n_ord]
+        out_grads = values[n_sum + n_ord : n_sum + n_ord + n_og]
+        psum = values[n_sum + n_ord + n_og : n_sum + n_ord + n_og + n_p]
+        if self._out_ms:
+            out.append((step, "", "", Quantity.OUTPUT_RMS.value, None, values[-1]))
+        fwd, fwd_detail = self._birth(sums, psum)
         found = False
+        where: str | None = None
         if fwd is not None:
-            self._event(step, Quantity.NONFINITE_FORWARD, fwd, self._forward_detail(fwd))
+            self._event(step, Quantity.NONFINITE_FORWARD, fwd, fwd_detail)
             out.append((step, fwd, "", Quantity.NONFINITE_FORWARD.value, None, 1.0))
             found = True
-        if bwd is not None:
-            self._event(step, Quantity.NONFINITE_BACKWARD, bwd, _BWD_DETAIL)
-            out.append((step, bwd, "", Quantity.NONFINITE_BACKWARD.value, None, 1.0))
+        loss = self.step.loss_value
+        loss_bad = loss is not None and not math.isfinite(loss)
+        if fwd is None and (loss_bad or not all(map(math.isfinite, out_grads))):
+            self._event(
+                step, Quantity.NONFINITE_LOSS, None, LOSS_DETAIL if loss_bad else LOSS_GRAD_DETAIL
+            )
+            out.append((step, "", "", Quantity.NONFINITE_LOSS.value, None, 1.0))
             found = True
-        if not math.isfinite(self.params.total_sq):
-            found = True
-            if fwd is None and bwd is None:
+            where = "the loss"
+        else:
+            bwd = _first_bad_name(self._order, bwd_norms)
+            if bwd is not None:
+                self._event(step, Quantity.NONFINITE_BACKWARD, bwd, _BWD_DETAIL)
+                out.append((step, bwd, "", Quantity.NONFINITE_BACKWARD.value, None, 1.0))
+                found = True
+            if not self.params.finite and not found:
                 self._event(step, Quantity.NONFINITE_GRADIENT, None, "a parameter gradient")
+            found = found or not self.params.finite
+            where = fwd or bwd
         self._reported = found
         if found:
             out.append((step, "", "", Quantity.NONFINITE.value, None, 1.0))
             if self.halt:
-                self._halting = (step, fwd or bwd)
+                self._halting = (step, where)
+
+    def _birth(self, sums: list[float], psum: list[float]) -> tuple[str | None, str]:
+        bad = [c for c in self._calls if not all(math.isfinite(sums[i]) for i in c[2])]
+        if not bad:
+            return None, _FWD_DETAIL
+        born = next((c for c in bad if all(math.isfinite(sums[i]) for i in c[1])), None)
+        if born is None:
+            return bad[0][0], _FWD_DETAIL_INPUT
+        if psum and not all(math.isfinite(psum[i]) for i in self._param_indices(born[0])):
+            return born[0], _FWD_DETAIL_PARAMS
+        return born[0], _FWD_DETAIL
+
+    def _param_indices(self, name: str) -> list[int]:
+        pos = {id(p): i for i, (*_, p) in enumerate(self.params.names)}
+        if name in self.pseudo_params:
+            ps = self.pseudo_params[name]
+        else:
+            module = dict(self.model.named_modules()).get(name)
+            ps = list(module.parameters()) if module is not None else []
+        return [pos[id(p)] for p in ps if id(p) in pos]
 
     def raise_if_halting(self) -> None:
         """Raise :class:`NonFiniteError` if the step just written was bad and ``halt`` is set."""
         if self._halting is not None:
             step, where = self._halting
             self._halting = None
-            _halt(step, where)
-
-    def sentinel(self, step: int, losses: list[torch.Tensor]) -> None:
-        """Unrecorded step: one fused float32 norm over every gradient (and ``losses``), kept
-        on the device; the first step whose result is NaN is remembered without a host sync."""
-        if not self.enabled or self._reported:  # already reported; re-armed by a finite record
-            return
-        grads = [g for *_, g in self.params.grads()]
-        probes = [torch.stack(foreach_norms(grads, [False] * len(grads))).sum()] if grads else []
-        probes += [loss.double().reshape(()) for loss in losses]
-        if not probes:
-            return
-        total = probes[0] if len(probes) == 1 else torch.stack(probes).sum()
-        bad = torch.isnan(total)
-        mark = torch.tensor(step, device=total.device)
-        if self._first_bad is None or self._first_bad.device != total.device:
-            self._first_bad = torch.full((), -1, dtype=torch.long, device=total.device)
-        self._first_bad = torch.where(bad & (self._first_bad < 0), mark, self._first_bad)
-        if self.halt and bool(bad):
-            self.flush()
-            _halt(step, None)
-
-    def flush(self, value: float | None = None) -> None:
-        """Turn a pending sentinel hit into an event and rows (``value``: the hit, if read)."""
-        if self._first_bad is None:
-            return
-        first = int(self._first_bad) if value is None else int(value)
-        self._first_bad = None
-        if first >= 0:
-            self._reported = True
-            self._event(first, Quantity.NONFINITE_GRADIENT, None, _SENTINEL_DETAIL)
-            self.emit(
-                [
-                    (first, "", "", Quantity.NONFINITE_GRADIENT.value, None, 1.0),
-                    (first, "", "", Quantity.NONFINITE.value, None, 1.0),
-                ]
-            )
+            halt(step, where)
 
     def reset(self) -> None:
-        self._flags = []
-        self._order = []
+        self._sums: list[torch.Tensor] = []
+        self._known: dict[int, tuple[Any, int, int]] = {}
+        self._pending: dict[str, list[tuple[int, ...]]] = {}
+        self._calls: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = []
+        self._out_grads: list[torch.Tensor] = []
+        self._out_ms: list[torch.Tensor] = []
+        self._out_n = 0
+        self._psum: torch.Tensor | None = None
+        self._order: list[str] = []
+        self._layout = [0, 0, 0, 0]
         self._read_first_bad = False
 
     def _event(self, step: int, kind: Quantity, module: str | None, detail: str) -> None:
         self.events.append({"step": step, "kind": kind.value, "module": module, "detail": detail})
 
-    def _forward_detail(self, name: str) -> str:
-        module = dict(self.model.named_modules()).get(name)
-        params = list(module.parameters()) if module is not None else []
-        if params and not all(bool(torch.isfinite(p).all()) for p in params):
-            return _FWD_DETAIL_PARAMS
-        return _FWD_DETAIL
+
+def _sum64(t: torch.Tensor) -> torch.Tensor:
+    t = t.detach()
+    return (torch.view_as_real(t) if t.is_complex() else t).sum(dtype=torch.float64)
 
 
 def _first_bad_name(names: list[str], values: list[float]) -> str | None:
     return next((n for n, v in zip(names, values, strict=True) if not math.isfinite(v)), None)
-
-
-def _halt(step: int, where: str | None) -> None:
-    raise NonFiniteError(
-        f"non-finite value at step {step} in {where or 'a parameter gradient'}; lower the "
-        "learning rate, clip gradients or fix the module that produced it (see the trace)"
-    )

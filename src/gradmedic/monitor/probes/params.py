@@ -10,6 +10,10 @@ Recorded quantities (``Quantity`` members; module ``m``, parameter ``p``):
   ``weights=True`` and an optimizer): the parameters are copied into reused buffers in the
   optimizer's step pre-hook and the difference is taken at the step's end.
 
+A parameter used by a functional layer (``x @ W.T`` in ``forward``) has its rows repeated
+under the pseudo-module's name as parameter ``weight`` (:attr:`ParamsProbe.aliases`), so the
+layer table finds its gradient and update ratio like a Linear's; totals count it once.
+
 Tied parameters are counted once, under their first owner; parameters without ``.grad``
 (frozen, unused) are skipped. Norms are fused (``torch._foreach_norm``) per device and dtype
 and accumulated in float64, except for large tensors whose last record was far from float32's
@@ -63,6 +67,12 @@ class ParamsProbe(Probe):
         self.names: list[tuple[str, str, nn.Parameter]] = []
         #: squared global gradient norm of the last recorded step
         self.total_sq = 0.0
+        #: every gradient norm of the last recorded step was finite (a norm of 1e200 is
+        #: finite although its square is not)
+        self.finite = True
+        #: functional pseudo-modules that use a parameter (``id(p)``): its rows are repeated
+        #: under their names, as parameter ``weight`` (``gradmedic.monitor.functional``)
+        self.aliases: dict[int, list[str]] = {}
         self._g32_ok: set[tuple[str, str]] = set()
         self._snap_bufs: list[torch.Tensor] = []
         self._snap_ids: list[int] = []
@@ -73,6 +83,7 @@ class ParamsProbe(Probe):
     def bind(self, model: nn.Module, selected: list[tuple[str, nn.Module]], hooks: Hooks) -> None:
         seen: set[int] = set()
         self.names = []
+        self.aliases = {}  # found again by the functional recorder of this attachment
         for mname, module in model.named_modules():
             for pname, p in module.named_parameters(recurse=False):
                 if id(p) in seen:  # tied weights: counted once, under the first owner
@@ -144,6 +155,14 @@ class ParamsProbe(Probe):
             out.append((step, module, "", _GRAD, None, math.sqrt(sq)))
         self.total_sq = sum(mod_sq.values())
         out.append((step, "", "", Quantity.GRAD_NORM_TOTAL.value, None, math.sqrt(self.total_sq)))
+        self.finite = all(
+            math.isfinite(v) for (*_, q), v in zip(self._labels, values, strict=True) if q == _GRAD
+        )
+        if self.aliases:  # after the totals, which count each parameter once
+            ids = {(m, n): id(p) for m, n, p in self.names}
+            for (module, param, qty), v in zip(self._labels, values, strict=True):
+                for alias in self.aliases.get(ids[(module, param)], ()):
+                    out.append((step, alias, "weight", qty, None, v))
 
     def reset(self) -> None:
         self._snapshot = None

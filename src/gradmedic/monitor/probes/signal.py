@@ -54,6 +54,9 @@ class SignalProbe(Probe):
         self._in: dict[str, list[torch.Tensor]] = defaultdict(list)
         self._f32_ok: set[tuple[str, str]] = set()
         self._labels: list[tuple[str, str]] = []
+        #: modules measured through their functional layers instead (a user module holding
+        #: bare parameters, see ``gradmedic.monitor.functional``): no signal rows of their own
+        self.skip: set[str] = set()
 
     def bind(self, model: nn.Module, selected: list[tuple[str, nn.Module]], hooks: Hooks) -> None:
         self._hooks = hooks
@@ -63,7 +66,7 @@ class SignalProbe(Probe):
         return self.on
 
     def wants_input(self, name: str) -> bool:
-        return True
+        return name not in self.skip
 
     def input_grad(self, name: str, module: nn.Module, index: int, g: torch.Tensor) -> None:
         nrm = norm(g, (name, _IN) not in self._f32_ok)
@@ -71,6 +74,8 @@ class SignalProbe(Probe):
         self.order.append((name, nrm))
 
     def forward(self, name: str, module: nn.Module, outs: list[torch.Tensor]) -> None:
+        if name in self.skip:
+            return
         for t in outs:
             if t.requires_grad:
                 self._hooks.tensor(t, functools.partial(self._on_out_grad, name))
@@ -83,8 +88,8 @@ class SignalProbe(Probe):
     def read(self, scale: torch.Tensor | None) -> list[torch.Tensor]:
         out, self._labels = [], []
         for qty, store in ((_OUT, self._out), (_IN, self._in)):
-            if store:
-                names = list(store)
+            names = [n for n in store if n not in self.skip]
+            if names:
                 vec = torch.stack([torch.stack(store[n]).square().sum() for n in names]).sqrt()
                 out.append(scaled(vec, scale))
                 self._labels += [(n, qty) for n in names]

@@ -32,15 +32,17 @@ class StepProbe(Probe):
 
     def __init__(self) -> None:
         self.losses: list[torch.Tensor] = []
+        #: the mean observed loss of the last recorded step (None when none was observed)
+        self.loss_value: float | None = None
         self._calls: dict[str, int] = defaultdict(int)
         self._amp = False
 
     def observe(self, loss: torch.Tensor | float) -> None:
         """Keep the loss of the current step on its device (no host sync)."""
         if isinstance(loss, torch.Tensor):
-            self.losses.append(loss.detach().reshape(-1)[:1].float())
+            self.losses.append(loss.detach().reshape(-1)[:1].double())
         else:
-            self.losses.append(torch.tensor([float(loss)]))
+            self.losses.append(torch.tensor([float(loss)], dtype=torch.float64))
 
     def forward(self, name: str, module: nn.Module, outs: list[torch.Tensor]) -> None:
         self._calls[name] += 1
@@ -50,6 +52,7 @@ class StepProbe(Probe):
         return [torch.stack(self.losses).mean().reshape(1)] if self.losses else []
 
     def rows(self, step: int, values: list[float], out: list[Row]) -> None:
+        self.loss_value = values[0] if values else None
         if values:
             out.append((step, "", "", Quantity.LOSS.value, None, values[0]))
         for name, calls in self._calls.items():
@@ -60,6 +63,7 @@ class StepProbe(Probe):
 
     def reset(self) -> None:
         self.losses = []
+        self.loss_value = None
         self._calls = defaultdict(int)
         self._amp = False
 

@@ -1,8 +1,13 @@
-"""Activation health per layer: saturated and dead fractions, and the mean slope φ'.
+"""Activation health per layer: the zero-slope share (saturated or inactive), the dead share,
+and the mean slope φ'.
 
-The measured mean slope is drawn against theory's ``E[φ'(√q z)]`` at the measured
-pre-activation scale q (:func:`gradmedic.theory.gains.module_predicted_slope`); sigmoid's
-slope is at most 0.25 (article 1.2). ``None`` when the trace recorded no activation.
+The zero-slope share (``saturated_frac`` in the trace: ``|φ'|`` below 1% of its maximum) is
+called *saturated* for activations whose slope vanishes on both tails (sigmoid, tanh,
+softsign, hardtanh: the module's ``tails`` fact is ``"both"``) and *inactive* for the others,
+the ReLU family above all (:func:`gradmedic.report.layers.zero_slope_name`). The measured mean slope is drawn against
+theory's ``E[φ'(√q z)]`` at the measured pre-activation scale q
+(:func:`gradmedic.theory.gains.module_predicted_slope`); sigmoid's slope is at most 0.25
+(article 1.2). ``None`` when the trace recorded no activation.
 
 Example::
 
@@ -12,14 +17,26 @@ Example::
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from gradmedic.diagnosis.table import module_infos
-from gradmedic.report.figures.data import as_float, first_step, layer_snapshot
-from gradmedic.report.figures.style import COLOURS, layer_labels, new_figure, set_layer_ticks
+from gradmedic.report.figures.data import (
+    as_float,
+    first_step,
+    layer_snapshot,
+    recorded_modules,
+)
+from gradmedic.report.figures.style import (
+    COLOURS,
+    layer_labels,
+    new_figure,
+    no_finite_values,
+    set_layer_ticks,
+)
+from gradmedic.report.layers import zero_slope_name
 from gradmedic.theory.gains import module_predicted_slope
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -27,54 +44,87 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from gradmedic.trace import Trace
 
-__all__ = ["activation_figure"]
+__all__ = ["activation_figure", "fractions"]
+
+_QUANTITIES = ("saturated_frac", "dead_frac")
+
+
+def fractions(values: Any) -> np.ndarray:
+    """Shares of units as bar heights: finite values clipped to 0..1, NaN where not finite."""
+    v = np.asarray(values, dtype=float)
+    with np.errstate(invalid="ignore"):
+        return np.where(np.isfinite(v), np.clip(v, 0.0, 1.0), np.nan)
 
 
 def activation_figure(trace: Trace, step: int | None = None) -> Figure | None:
-    """Saturated and dead fractions per activation layer, and the mean slope φ'.
+    """Zero-slope and dead fractions per activation layer, and the mean slope φ'.
 
-    Top: fraction of units saturated (``|φ'| < 1%`` of its maximum) and dead (zero for the whole
-    batch), 0 to 1. Bottom: measured mean ``φ'(x)`` with theory's ``E[φ'(√q z)]`` under the
-    measured pre-activation scale q. Sigmoid's slope is at most 0.25 (article 1.2).
+    Top: fraction of units saturated (``|φ'| < 1%`` of its maximum, for activations that
+    saturate on both tails) or inactive (the same share for the ReLU family), and dead (zero
+    for the whole batch), 0 to 1. Bottom: measured mean ``φ'(x)`` with theory's
+    ``E[φ'(√q z)]`` under the measured pre-activation scale q. Sigmoid's slope is at most 0.25
+    (article 1.2). A panel without a finite value says "no finite values".
     """
     if step is None:
         step = first_step(trace, "saturated_frac")
     if step is None:
+        step = first_step(trace, "dead_frac")
+    if step is None:
         return None
     snap = layer_snapshot(trace, step)
-    snap = snap[snap["saturated_frac"].notna() | snap["dead_frac"].notna()]
+    snap = snap[snap["module"].isin(recorded_modules(trace, step, _QUANTITIES))]
     if snap.empty:
         return None
     info = module_infos(trace)
+    names = [zero_slope_name(info.get(m)) for m in snap["module"]]
     x = np.arange(len(snap))
     fig, (ax, ax2) = new_figure(9.5, 5.8, nrows=2, sharex=True)
     w = 0.4
-    ax.bar(
-        x - w / 2,
-        snap["saturated_frac"].fillna(0),
-        w,
-        color=COLOURS["saturated"],
-        label="saturated (|φ'| < 1% of max)",
-    )
-    ax.bar(
-        x + w / 2, snap["dead_frac"].fillna(0), w, color=COLOURS["dead"], label="dead (0 on batch)"
-    )
+    zero = fractions(snap["saturated_frac"])
+    dead = fractions(snap["dead_frac"])
+    for kind, label in (
+        ("saturated", "saturated (|φ'| < 1% of max, both tails)"),
+        ("inactive", "inactive (φ' < 1% of max, ReLU family)"),
+    ):
+        mine = np.array([n == kind for n in names])
+        if mine.any():
+            heights = np.where(mine, np.nan_to_num(zero), 0.0)
+            ax.bar(x - w / 2, heights, w, color=COLOURS[kind], label=label)
+    ax.bar(x + w / 2, np.nan_to_num(dead), w, color=COLOURS["dead"], label="dead (0 on batch)")
     ax.set_ylim(0, 1.02)
     ax.set_ylabel("fraction of units")
     ax.set_title(f"Activation health per layer (step {step})")
-    ax.legend(loc="best")
-    ax2.plot(x, snap["dphi_mean"], "-o", ms=3, color=COLOURS["gain"], label="measured mean φ'(x)")
-    expected = [
-        as_float(module_predicted_slope(info.get(m, {}), None if pd.isna(q) else float(q)))
-        for m, q in zip(snap["module"], snap["preact_ms"], strict=True)
-    ]
-    if np.isfinite(np.asarray(expected, dtype=float)).any():
+    if np.isfinite(zero).any() or np.isfinite(dead).any():
+        ax.legend(loc="best")
+    else:
+        no_finite_values(ax, "unit fractions")
+        ax.set_ylim(0, 1.02)
+    slope = snap["dphi_mean"].to_numpy(dtype=float)
+    slope = np.where(np.isfinite(slope), slope, np.nan)
+    ax2.plot(x, slope, "-o", ms=3, color=COLOURS["gain"], label="measured mean φ'(x)")
+    expected = np.asarray(
+        [
+            as_float(module_predicted_slope(info.get(m, {}), None if pd.isna(q) else float(q)))
+            for m, q in zip(snap["module"], snap["preact_ms"], strict=True)
+        ],
+        dtype=float,
+    )
+    expected = np.where(np.isfinite(expected), expected, np.nan)
+    if np.isfinite(expected).any():
         ax2.plot(
             x, expected, "x", ms=6, mew=1.5, color=COLOURS["theory"], label="theory E[φ'(√q z)]"
         )
     ax2.set_ylabel("mean slope φ'(x)")
     ax2.set_xlabel("activation module (model order: input → output)")
-    ax2.set_ylim(bottom=0)
-    ax2.legend(loc="best")
+    both = np.concatenate([slope[np.isfinite(slope)], expected[np.isfinite(expected)]])
+    if both.size:
+        lo, hi = float(both.min()), float(both.max())
+        pad = 0.1 * (hi - lo)  # Python floats: an overflow gives inf, not an error
+        bottom, top = lo - pad, hi + pad
+        bottom, top = (bottom, top) if np.isfinite([bottom, top]).all() else (lo, hi)
+        ax2.set_ylim(min(0.0, bottom), max(top, 1e-3))
+        ax2.legend(loc="best")
+    else:
+        no_finite_values(ax2, "slopes")
     set_layer_ticks(ax2, layer_labels(list(snap["module"]), list(snap["type"])))
     return fig

@@ -22,7 +22,7 @@ import numpy as np
 
 from gradmedic.diagnosis.table import module_infos
 from gradmedic.report.figures.data import first_step, module_order
-from gradmedic.report.figures.style import COLOURS, CYCLE, new_figure, positive
+from gradmedic.report.figures.style import COLOURS, CYCLE, log_axis, new_figure, plain, positive
 from gradmedic.report.figures.training import loss_figure
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -83,9 +83,9 @@ def treatment_figures(
                 ms=3 if not bold else 4,
                 lw=2.2 if bold else 1.3,
                 color=COLOURS["before"] if bold else CYCLE[(i - 1) % len(CYCLE)],
-                label=name,
+                label=plain(name),
             )
-        ax.set_yscale("log")
+        log_axis(ax, *[fl[1] for fl in flows.values() if fl is not None], what="gradient norms")
         ax.set_xlabel("weight layer (1 = nearest the input)")
         ax.set_ylabel("‖∂L/∂W‖ at the first step (log)")
         ax.set_title("Weight-gradient norm per layer, before and after each remedy")

@@ -30,6 +30,7 @@ __all__ = [
     "layer_snapshot",
     "module_order",
     "predicted_gains",
+    "recorded_modules",
 ]
 
 
@@ -50,6 +51,14 @@ def last_step(trace: Trace, quantity: str) -> int | None:
     f = trace.frame
     steps = f.loc[f["quantity"] == quantity, "step"]
     return int(steps.max()) if len(steps) else None
+
+
+def recorded_modules(trace: Trace, step: int, quantities: tuple[str, ...]) -> set[str]:
+    """Modules with a record of any of ``quantities`` at ``step``, whatever its value (a NaN
+    recorded is data a figure must show as such; a quantity not recorded is not)."""
+    f = trace.frame
+    hit = f[(f["step"] == step) & f["quantity"].isin(quantities)]
+    return {str(m) for m in hit["module"]}
 
 
 #: Columns of :func:`layer_snapshot`.
@@ -80,9 +89,24 @@ def layer_snapshot(trace: Trace, step: int | None = None) -> pd.DataFrame:
     ``saturated_frac``, ``dead_frac`` (NaN where not measured) and ``predicted_gain`` (theory,
     :func:`gradmedic.theory.gains.module_predicted_gain`). ``step=None`` takes the first
     step with backward signals (initialisation). Modules with no record at that step are left
-    out. The figures, the report's table and the diagnosis read the same numbers.
+    out; a module whose records there are all NaN keeps its row (all NaN), so a figure can say
+    that it has no finite values. The figures, the report's table and the diagnosis read the
+    same numbers.
     """
     rows = layer_table(trace, step)
+    steps = trace.signal_steps() or trace.steps
+    if steps:
+        at = steps[0] if step is None else int(step)
+        infos = trace.module_infos()
+        f = trace.frame
+        here = f[(f["step"] == at) & (f["parameter"] == "") & (f["module"] != "")]
+        have = {r["module"] for r in rows}
+        rows += [
+            {"module": m, "type": infos.get(m, {}).get("type", "?")}
+            for m in dict.fromkeys(str(m) for m in here["module"])
+            if m not in have
+        ]
+        rows.sort(key=lambda r: infos.get(r["module"], {}).get("ord", 10**9))
     data = {
         c: [r.get(c) if c in ("module", "type") else as_float(r.get(c)) for r in rows]
         for c in SNAPSHOT_COLUMNS

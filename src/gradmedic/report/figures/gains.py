@@ -19,11 +19,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from gradmedic.report.figures.data import layer_snapshot
+from gradmedic.report.figures.data import first_step, layer_snapshot
 from gradmedic.report.figures.style import (
     COLOURS,
     layer_labels,
+    log_axis,
     new_figure,
+    no_finite_values,
     positive,
     set_layer_ticks,
 )
@@ -51,15 +53,17 @@ def gain_product_data(trace: Trace, step: int | None = None) -> pd.DataFrame:
     out_signal = float(snap["signal_out"].iloc[-1])
     gains = snap["gain"].to_numpy(dtype=float)
     pred = snap["predicted_gain"].to_numpy(dtype=float)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         measured = snap["signal_in"].to_numpy(dtype=float) / out_signal
+        product = np.cumprod(gains[::-1])[::-1]
+        theory = np.cumprod(pred[::-1])[::-1]  # NaN propagates: no prediction past a gap
     return pd.DataFrame(
         {
             "module": snap["module"].to_numpy(),
             "type": snap["type"].to_numpy(),
-            "product": np.cumprod(gains[::-1])[::-1],
+            "product": product,
             "measured": measured if out_signal > 0 else np.nan,
-            "theory": np.cumprod(pred[::-1])[::-1],  # NaN propagates: no prediction past a gap
+            "theory": theory,
         }
     )
 
@@ -72,11 +76,17 @@ def gain_product_figure(trace: Trace, step: int | None = None) -> Figure | None:
     ``∏_{k ≥ l} α_k``. On a plain chain the two curves coincide (the chain rule); where a skip
     connection or auxiliary head bypasses modules the measured ratio departs from the product.
     Theory's product (where every module from l to the output has a prediction) is overlaid.
-    Numbers: :func:`gain_product_data`.
+    Numbers: :func:`gain_product_data`. When no product or ratio is finite and positive the
+    panel says "no finite values"; ``None`` when the trace has no gains.
     """
     snap = gain_product_data(trace, step)
     if snap.empty:
-        return None
+        if first_step(trace, "gain") is None:
+            return None
+        fig, (ax,) = new_figure(9.5, 4.6)  # gains were recorded, none of them finite
+        no_finite_values(ax, "gains")
+        ax.set_title("Gains multiply along depth")
+        return fig
     product = snap["product"].to_numpy(dtype=float)
     measured = snap["measured"].to_numpy(dtype=float)
     theory = snap["theory"].to_numpy(dtype=float)
@@ -99,7 +109,11 @@ def gain_product_figure(trace: Trace, step: int | None = None) -> Figure | None:
             x, positive(theory), ":", lw=2, color=COLOURS["theory"], label="theory ∏ predicted α"
         )
     ax.axhline(1.0, color="#555", lw=1, ls="--")
-    ax.set_yscale("log")
+    curves = [c for c in (product, measured, theory) if c is not None]
+    if np.isfinite(np.concatenate([positive(c) for c in curves])).any():
+        log_axis(ax, *curves, [1.0])
+    else:
+        log_axis(ax, *curves, what="gains")
     ax.set_ylabel("ratio to the output gradient (log)")
     ax.set_xlabel("module l (model order: input → output)")
     end = f"end to end: product {product[0]:.3g}"

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from gradmedic.report.figures.style import CYCLE, new_figure, positive
+from gradmedic.report.figures.style import CYCLE, log_axis, new_figure, plain, positive
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
@@ -30,7 +30,8 @@ def rnn_time_figure(trace: Trace, step: int | None = None) -> Figure | None:
 
     With the loss at the last step (adding/copy tasks), a vanishing RNN shows the norm falling
     exponentially from right to left (Pascanu et al. 2013); the dotted line marks 10⁻³ of the
-    largest value, the memory-horizon threshold.
+    largest value, the memory-horizon threshold. Without a finite value the panel says
+    "no finite values".
     """
     f = trace.frame
     f = f[f["quantity"].isin(["input_grad_t", "hidden_grad_t"])]
@@ -43,22 +44,25 @@ def rnn_time_figure(trace: Trace, step: int | None = None) -> Figure | None:
         return None
     fig, (ax,) = new_figure(9.0, 4.4)
     peak = 0.0
+    drawn = []
     for i, ((module, param, qty), g) in enumerate(f.groupby(["module", "parameter", "quantity"])):
         g = g.sort_values("idx")
         vals = positive(g["value"])
+        drawn.append(vals)
         if np.isfinite(vals).any():
             peak = max(peak, float(np.nanmax(vals)))
-        what = "‖∂L/∂x_t‖ (input)" if qty == "input_grad_t" else f"‖∂L/∂h_t‖ ({param})"
+        what = "‖∂L/∂x_t‖ (input)" if qty == "input_grad_t" else f"‖∂L/∂h_t‖ ({plain(param)})"
         ax.plot(
             g["idx"].astype(float),
             vals,
             "-" if qty == "hidden_grad_t" else "--",
             color=CYCLE[i % len(CYCLE)],
-            label=f"{module}: {what}",
+            label=f"{plain(module)}: {what}",
         )
     if peak > 0:
         ax.axhline(peak * 1e-3, color="#555", ls=":", lw=1, label="10⁻³ of the largest")
-    ax.set_yscale("log")
+        drawn.append([peak * 1e-3])
+    log_axis(ax, *drawn, what="gradient through time")
     ax.set_xlabel("time step t")
     ax.set_ylabel("gradient norm (log scale)")
     ax.set_title(f"Gradient reaching each time step (step {step})")

@@ -19,7 +19,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from gradmedic.report.figures.style import COLOURS, CYCLE, new_figure, positive
+from gradmedic.report.figures.style import (
+    COLOURS,
+    CYCLE,
+    log_axis,
+    new_figure,
+    no_finite_values,
+    plain,
+    positive,
+)
 from gradmedic.trace.derived import SPIKE_FACTOR, global_grad_norm, spike_steps
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -93,7 +101,7 @@ def grad_norm_over_steps_figure(trace: Trace) -> Figure | None:
                 alpha=0.8,
                 label="NaN/Inf" if i == 0 and a is ax else None,
             )
-    ax.set_yscale("log")
+    log_axis(ax, vals, what="gradient norm")
     ax.set_ylabel("gradient norm (log)")
     title = "Gradient norm over training"
     if bad:
@@ -104,6 +112,8 @@ def grad_norm_over_steps_figure(trace: Trace) -> Figure | None:
         lv = loss["value"].to_numpy(dtype=float)
         axes[1].plot(loss["step"], np.where(np.isfinite(lv), lv, np.nan), "-", color="#333", lw=1.2)
         axes[1].set_ylabel("training loss")
+        if not np.isfinite(lv).any():
+            no_finite_values(axes[1], "loss")
     axes[-1].set_xlabel("training step")
     return fig
 
@@ -121,6 +131,7 @@ def loss_figure(
         return None
     fig, (ax,) = new_figure(9.0, 4.2)
     finite_all = np.concatenate([c[np.isfinite(c)] for c in curves.values()])
+    finite_all = finite_all[np.abs(finite_all) < 1e300]  # beyond, matplotlib's margins overflow
     for i, (name, c) in enumerate(curves.items()):
         colour = (
             COLOURS["before"]
@@ -134,7 +145,7 @@ def loss_figure(
             "-",
             lw=2 if colour == COLOURS["before"] else 1.3,
             color=colour,
-            label=name,
+            label=plain(name),
         )
         if not ok.all():
             j = int(np.argmin(ok))  # first non-finite
@@ -145,7 +156,9 @@ def loss_figure(
             )
             ax.plot([j], [y], "x", ms=10, mew=2, color=COLOURS["nonfinite"])
     if finite_all.size and (finite_all > 0).all() and finite_all.max() / finite_all.min() > 30:
-        ax.set_yscale("log")
+        log_axis(ax, finite_all)
+    elif not finite_all.size:
+        no_finite_values(ax, "loss")
     ax.set_xlabel("training step")
     ax.set_ylabel("loss")
     ax.set_title(title)

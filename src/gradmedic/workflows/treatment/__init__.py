@@ -1,18 +1,24 @@
-"""``gradmedic treat``: apply each prescribed remedy to a copy, retrain, compare, pick the best.
+"""``gradmedic treat``: a verified fix, not a suggestion.
 
-A fix is verified, not just suggested. :func:`treat`
+Every candidate remedy (and the untreated model) is trained at its own best learning rate from
+one shared grid, compared against the untreated model's noise band over three seeds, and the
+verdict says in words whether the model is *cured*, *improved* or has *no cure within N steps*.
 
-1. trains the untreated model for a short, seeded run with the Monitor on;
-2. diagnoses that run and collects its prescriptions and the combination it recommends, or
-   takes the remedy specs you pass (:mod:`~gradmedic.workflows.treatment.candidates`);
-3. for each candidate: deep-copies the untreated model, applies the remedy, retrains the same
-   way (:mod:`~gradmedic.workflows.treatment.runs`);
-4. measures every run the same way (:mod:`~gradmedic.workflows.treatment.metrics`: gradient
-   health is ``|log10|`` of the end-to-end backward-signal ratio, the one
-   :func:`gradmedic.trace.derived.signal_ratio`, or of the ratio through time for a recurrent
-   model) and picks the best (:mod:`~gradmedic.workflows.treatment.choice`, :data:`BEST_RULE`);
-5. returns a :class:`TreatmentResult` and, given ``out=``, saves the best weights, the
-   re-appliable transform and the JSON (:mod:`~gradmedic.workflows.treatment.result`).
+- :mod:`~gradmedic.workflows.treatment.runs`: :func:`treat`, the whole procedure;
+- :mod:`~gradmedic.workflows.treatment.candidates` and
+  :mod:`~gradmedic.workflows.treatment.pairing`: which remedies are tried, each activation
+  swap with the init theory makes critical for it;
+- :mod:`~gradmedic.workflows.treatment.grid`: the learning-rate grid, pruning and budget;
+- :mod:`~gradmedic.workflows.treatment.trials`, :mod:`~gradmedic.workflows.treatment.
+  executors` and :mod:`~gradmedic.workflows.treatment.search`: independent trials, where they
+  run (this process or worker processes), and the order they are decided in;
+- :mod:`~gradmedic.workflows.treatment.metrics`: the numbers each run is measured by (gradient
+  health from :func:`gradmedic.trace.derived.signal_ratio`, or through time for recurrent
+  models);
+- :mod:`~gradmedic.workflows.treatment.choice`, :mod:`~gradmedic.workflows.treatment.verdict`
+  and :mod:`~gradmedic.workflows.treatment.advice`: the rule (:data:`BEST_RULE`), the noise
+  band, the verdict line and the lines that apply the verified transform;
+- :mod:`~gradmedic.workflows.treatment.result`: :class:`TreatmentResult` and what it saves.
 
 The before/after table and the HTML report are in :mod:`gradmedic.report.treatment`.
 
@@ -20,17 +26,29 @@ Example::
 
     >>> from gradmedic.workflows.treatment import treat
     >>> from gradmedic.workflows.train import TrainConfig
-    >>> res = treat("mlp:depth=20,width=32,act=sigmoid", "digits",
-    ...             config=TrainConfig(steps=40), remedies=["swap-activation(to=leaky_relu)"])
-    >>> res.best
-    'swap-activation(to=leaky_relu)'
+    >>> res = treat("mlp:depth=20,width=32,act=sigmoid", "digits",     # doctest: +SKIP
+    ...             config=TrainConfig(steps=40), remedies=["add-residual"])
+    >>> print(res.verdict)                                               # doctest: +SKIP
+    cured: add-residual at lr 0.03: loss 2.33 -> 1.12, gradient health 0.3 decades from 1 ...
 """
 
 from __future__ import annotations
 
-from gradmedic.workflows.treatment.choice import BEST_RULE, UNTREATED
+from gradmedic.workflows.treatment.choice import BEST_RULE, HEALTHY_DECADES, UNTREATED
+from gradmedic.workflows.treatment.grid import LR_FACTORS
 from gradmedic.workflows.treatment.metrics import run_metrics
 from gradmedic.workflows.treatment.result import TreatmentResult
-from gradmedic.workflows.treatment.runs import treat
+from gradmedic.workflows.treatment.runs import DEFAULT_BUDGET, treat
+from gradmedic.workflows.treatment.verdict import NoiseBand
 
-__all__ = ["BEST_RULE", "UNTREATED", "TreatmentResult", "run_metrics", "treat"]
+__all__ = [
+    "BEST_RULE",
+    "DEFAULT_BUDGET",
+    "HEALTHY_DECADES",
+    "LR_FACTORS",
+    "UNTREATED",
+    "NoiseBand",
+    "TreatmentResult",
+    "run_metrics",
+    "treat",
+]

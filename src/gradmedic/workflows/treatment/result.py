@@ -4,9 +4,10 @@ Output folder (``treat(..., out=folder)``), written by :meth:`TreatmentResult.sa
 
 - ``treatment.json``: :meth:`TreatmentResult.to_dict` (strict JSON, see :mod:`gradmedic._json`);
 - ``best_model.pt``: the best candidate's ``state_dict`` after its verification run;
-- ``transform.json``: the chosen remedy specs, re-appliable to your own model code with
-  ``gradmedic.remedies.apply(model, spec)``, and what the training loop needs (fused loss,
-  clipper, learning-rate factor).
+- ``transform.json``: exactly what was verified: the chosen remedy specs, re-appliable to
+  your own model code with ``gradmedic.remedies.apply(model, spec)``, what the training loop
+  needs (fused loss, clipper) and the learning rate it was verified at (``lr``, and ``lr_factor``
+  relative to yours), with the Python lines (``apply``).
 
 The HTML report is rendering, not workflow: ``gradmedic.report.treatment.
 write_treatment_report(result)`` adds ``report.html`` to the same folder.
@@ -14,8 +15,8 @@ write_treatment_report(result)`` adds ``report.html`` to the same folder.
 Example::
 
     >>> res = treat("mlp:depth=20,act=sigmoid", "digits", out="treat-out")   # doctest: +SKIP
-    >>> res.best, res.best_specs, res.margins["health_gain_decades"]           # doctest: +SKIP
-    ('add-norm(kind=batch)', ['add-norm(kind=batch)'], 15.8)
+    >>> res.verdict_kind, res.best_specs, res.best_row["lr"]                    # doctest: +SKIP
+    ('cured', ['swap-activation(to=relu)', 'reinit(scheme=kaiming)'], 0.1)
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from gradmedic._json import dumps, to_jsonable
 from gradmedic.errors import ConfigError
 from gradmedic.workflows.train import TrainResult
 from gradmedic.workflows.treatment.choice import BEST_RULE
+from gradmedic.workflows.treatment.verdict import NoiseBand
 
 __all__ = ["TreatmentResult"]
 
@@ -40,12 +42,20 @@ class TreatmentResult:
     """What :func:`~gradmedic.workflows.treatment.treat` found.
 
     Attributes:
-        rows: one dict per candidate (``untreated`` first): ``name``, ``specs``,
-            ``first_last_signal_ratio``, ``signal_ratio_median``, ``health``, ``saturated_frac``,
-            ``dead_frac``, ``nonfinite``, ``final_loss``, ``time_per_step``, ``changes``,
-            ``error`` (why a candidate could not run, else None); see
-            :mod:`~gradmedic.workflows.treatment.metrics`.
+        rows: one dict per candidate at its own best rate (``untreated`` first): ``name``,
+            ``specs``, ``lr`` and ``lr_factor`` (to the user's rate), ``rates`` (every rate
+            tried: ``lr``, ``status``, ``final_loss``, ``stopped``), ``status`` (learning,
+            stalled, diverged, failed, not run), ``stopped`` (why the run ended early),
+            ``verdict`` (cured, improved, no better, not learning), ``below_band``,
+            ``first_last_signal_ratio``, ``signal_ratio_median``, ``health``,
+            ``saturated_frac``, ``dead_frac``, ``nonfinite``, ``first_loss``, ``final_loss``,
+            ``time_per_step``, ``changes``, ``error`` (why a candidate could not run, else
+            None); see :mod:`~gradmedic.workflows.treatment.metrics`.
         best: the name of the chosen candidate (``"untreated"`` when nothing helped).
+        verdict: the verdict line (:func:`~gradmedic.workflows.treatment.verdict.verdict_line`);
+            ``verdict_kind``: ``cured``, ``improved`` or ``no cure``.
+        band: the untreated noise band (None when the untreated model learns at no rate).
+        yours: the row of the untreated model at the user's own rate.
         diagnosis: the :class:`~gradmedic.diagnosis.Diagnosis` of the untreated run (None
             when the diagnosis failed).
         margins: :func:`~gradmedic.workflows.treatment.choice.margins` of best vs untreated.
@@ -58,6 +68,10 @@ class TreatmentResult:
 
     rows: list[dict[str, Any]]
     best: str
+    verdict: str = ""
+    verdict_kind: str = "no cure"
+    band: NoiseBand | None = None
+    yours: dict[str, Any] = field(default_factory=dict)
     diagnosis: Any = None
     margins: dict[str, float] = field(default_factory=dict)
     advice: str = ""
@@ -99,11 +113,15 @@ class TreatmentResult:
         diag = self.diagnosis.to_dict() if hasattr(self.diagnosis, "to_dict") else None
         return to_jsonable(
             {
+                "verdict": self.verdict,
+                "verdict_kind": self.verdict_kind,
                 "best": self.best,
                 "best_specs": self.best_specs,
                 "rule": self.rule,
                 "margins": self.margins,
+                "band": self.band.to_dict() if self.band is not None else None,
                 "rows": self.rows,
+                "yours": self.yours,
                 "advice": self.advice,
                 "config": self.config,
                 "notes": self.notes,
@@ -125,14 +143,18 @@ class TreatmentResult:
         (created if needed) and remember it as :attr:`out`."""
         out.mkdir(parents=True, exist_ok=True)
         self.out = out
-        torch.save(self.models[self.best].state_dict(), out / "best_model.pt")
+        if self.best in self.models:
+            torch.save(self.models[self.best].state_dict(), out / "best_model.pt")
         rep = self.reports.get(self.best)
         transform = {
             "remedies": self.best_specs,
             "spec": "+".join(self.best_specs),
             "loss": getattr(rep, "loss", None),
             "grad_transform": getattr(getattr(rep, "grad_transform", None), "spec", None),
-            "lr_factor": getattr(rep, "lr_factor", 1.0),
+            "lr": self.best_row.get("lr"),
+            "lr_factor": self.best_row.get("lr_factor", 1.0),
+            "optimizer": self.config.get("optimizer"),
+            "verdict": self.verdict,
             "changes": list(getattr(rep, "changes", [])),
             "apply": self.advice,
         }
