@@ -185,3 +185,15 @@ def test_default_parameters_would_have_been_wrong():
         a = math.sqrt(theory.e_dphi_sq(own, q))
         b = math.sqrt(theory.e_dphi_sq(default, q))
         assert abs(a / b - 1) > 0.05, (own, a, b)
+
+
+def test_a_one_by_one_layer_has_an_init_scale_and_no_warning():
+    import warnings
+
+    lin = nn.Linear(1, 1)
+    with torch.no_grad():
+        lin.weight.fill_(0.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        facts = module_facts(lin)
+    assert facts["sw2"] == 0.25  # fan_in 1 x w^2

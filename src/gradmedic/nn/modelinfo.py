@@ -61,7 +61,10 @@ def module_facts(m: nn.Module) -> dict[str, Any]:
     ):
         fan_in = w[0].numel()
         wd = w.detach().float()
-        info.update(fan_in=fan_in, fan_out=w.shape[0], sw2=float(wd.var() * fan_in))
+        # Var(W) needs two entries; a single weight (a 1x1 layer) is read as a draw from a
+        # zero-mean init, whose variance its square estimates
+        var = wd.var() if wd.numel() > 1 else wd.square().mean()
+        info.update(fan_in=fan_in, fan_out=w.shape[0], sw2=float(var * fan_in))
         b = getattr(m, "bias", None)
         if isinstance(b, torch.Tensor) and b.numel() > 1:
             info["sb2"] = float(b.detach().float().var())
