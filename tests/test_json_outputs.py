@@ -85,7 +85,7 @@ def test_treat_json(tmp_path):
 
 def test_lab_list_json():
     d = _json_of("lab", "list")
-    assert len(d) == 10 and d[0]["name"] == "depth-chain"
+    assert len(d) == 11 and d[0]["name"] == "depth-chain"
     assert set(d[0]) == {"name", "title", "claim", "source"}
 
 

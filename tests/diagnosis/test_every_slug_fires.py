@@ -12,6 +12,8 @@ import pytest
 import torch
 from torch import nn
 
+from diagnosis.rules.test_rule_amp import _trace as amp_trace
+from diagnosis.rules.test_rule_transformer import _trace as logit_trace
 from diagnosis_util import (
     SPIKE_LOSSES_JUMP,
     SPIKE_NORMS,
@@ -68,6 +70,14 @@ CASES: dict[str, tuple[Callable[[], Diagnosis], str]] = {
     "gradient-spikes": (lambda: diagnose(spike_trace(SPIKE_LOSSES_JUMP, SPIKE_NORMS)), "warning"),
     "unstable-loss-pairing": (_sigmoid_into_bce, "warning"),
     "nothing-measurable": (_nothing_measurable, "warning"),
+    "attention-logit-growth": (lambda: diagnose(logit_trace([5.0, 80.0], [2.0, 2.0])), "warning"),
+    "output-logit-divergence": (lambda: diagnose(logit_trace([5.0, 6.0], [2.0, -40.0])), "warning"),
+    "divergence": (
+        lambda: diagnose(spike_trace([3.9, 3.6, 9.0, 30.0, 80.0, 260.0], [1.0] * 6)),
+        "warning",
+    ),
+    "amp-skipped-steps": (lambda: diagnose(amp_trace([0, 1, 2, 3], 4)), "warning"),
+    "amp-no-overflow": (lambda: diagnose(amp_trace([], 6)), "info"),
 }
 
 

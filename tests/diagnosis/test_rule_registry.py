@@ -17,7 +17,7 @@ from gradmedic.trace.schema import Quantity
 def test_slugs_come_from_the_registered_rules():
     declared = {s for r in registered() for s in r.slugs}
     assert set(SLUGS) == declared
-    assert len(SLUGS) == len(set(SLUGS)) == 11
+    assert len(SLUGS) == len(set(SLUGS)) == 16  # + divergence, amp-skipped-steps, amp-no-overflow
     assert slugs() == SLUGS
     assert "stalled-learning" not in SLUGS  # never emitted, so not listed
     assert "unstable-loss-pairing" in SLUGS  # the static checks are registered too
@@ -28,8 +28,12 @@ def test_slugs_come_from_the_registered_rules():
         "rule_depth",
         "rule_saturation",
         "rule_dead_units",
+        "rule_amp",
         "rule_rnn",
+        "rule_divergence",
         "rule_spikes",
+        "rule_attention_logits",
+        "rule_output_logits",
     ]
 
 
@@ -41,6 +45,7 @@ def test_rules_without_their_quantities_are_skipped_with_the_reason():
         "rule_depth",
         "rule_saturation",
         "rule_dead_units",
+        "rule_output_logits",
     ]  # rule_rnn: the trace has no recurrent module, so the rule does not apply at all
     assert dict(ran.skipped)["rule_depth"] == (
         "the trace has no 'signal_out' rows (backward signal at a module's output, ||dL/dy||)"

@@ -247,6 +247,41 @@ def test_16_tiny_gpt_at_lr_3e_4_is_clean():
     assert [f["slug"] for f in run.findings if f["severity"] != "info"] == []
 
 
+def test_16_tiny_gpt_at_lr_1_diverges_and_the_fix_lowers_the_learning_rate():
+    """Case (b): the loss climbs from 3.9 to hundreds within 30 Adam steps at lr 1.0."""
+    loss = f"{case('16')}:build_loss"
+    run = cli("diagnose", "16", "--loss", loss, "--optimizer", "adam", "--lr", "1.0",
+              "--steps", "30", "--no-report")  # fmt: skip
+    div = next(f for f in run.findings if f["slug"] == "divergence")
+    assert div["severity"] == "warning" and div["evidence"]["best_step"] <= 2
+    assert div["evidence"]["peak_loss"] > 30 * div["evidence"]["best_loss"]
+    factor = next(p["params"]["factor"] for p in div["prescriptions"] if p["remedy"] == "lower-lr")
+    assert factor <= 0.01  # Adam moves each weight by ~lr: ||dW||/||W|| >> 1e-2 per step
+    _absent(run, "vanishing-gradient", "rnn-*", "unstable-loss-pairing")
+
+
+# ------------------------------------------------------- 09 AMP GradScaler skipped steps
+def _09():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("field09", case("09"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    result, _losses, scales, _ = mod.run()
+    return result, scales
+
+
+def test_09_skipped_amp_steps_are_counted_as_info_and_nothing_else_is_blamed():
+    result, scales = _09()
+    found = {f.slug: f for f in result.findings}
+    assert [f.slug for f in result.findings if f.severity != "info"] == []
+    amp = found["amp-skipped-steps"]
+    reductions = sum(scales[i + 1] < scales[i] for i in range(len(scales) - 1))
+    assert amp.evidence["skipped"] == reductions == 10 and amp.evidence["steps"] == 30
+    assert amp.evidence["settled_at"] == 8
+    assert "nonfinite-gradient" not in found and "gradient-spikes" not in found
+
+
 # -------------------------------------------------------------- 17 hand-written Poisson NLL
 def _17():
     loss = f"{case('17')}:poisson_nll"

@@ -13,10 +13,12 @@ EVENTS = frozenset({"nonfinite_forward", "nonfinite_backward", "nonfinite_gradie
 
 
 def expected(trace: Trace, *, per_layer: bool = False) -> dict[str, list[tuple[int, float]]]:
-    """``tag -> [(step, value)]`` as a sink must get them, computed from the trace alone."""
+    """``tag -> [(step, value)]`` as a sink must get them, computed from the trace alone: one
+    entry per recorded step (the steps with backward-signal rows; the every-step curves of the
+    unrecorded steps stay in the trace)."""
     out: dict[str, list[tuple[int, float]]] = {}
     f = trace.frame
-    for step in trace.steps:
+    for step in trace.signal_steps():
         at = f[f.step == step]
         glob = at[(at.module == "") & (at.parameter == "")]
         got: dict[str, float] = {"nonfinite": float(at.quantity.isin(EVENTS).sum())}

@@ -33,6 +33,7 @@ ORDER = [
     "init",
     "exploding-and-clipping",
     "normalisation-and-residual",
+    "transformer-proxy",
 ]
 
 

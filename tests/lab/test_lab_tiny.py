@@ -68,7 +68,7 @@ def test_tiny_run_writes_every_output(tiny_run):
     assert [d["name"] for d in data["results"]] == list(EXPERIMENTS)
     assert {d["verdict"] for d in data["results"]} <= {"pass", "fail"}
     assert data["meta"]["size"] == "tiny"
-    assert messages[0].startswith("[1/10] depth-chain:")
+    assert messages[0].startswith(f"[1/{len(EXPERIMENTS)}] depth-chain:")
     assert any("PASS in" in m or "FAIL in" in m for m in messages)
 
 

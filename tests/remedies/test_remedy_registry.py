@@ -168,6 +168,8 @@ def test_canonical_order_structure_first_training_last():
         "adagc",
         "spike-clip",
         "skip-step",
+        "qk-layernorm",
+        "z-loss",
         "lower-lr",
     ]
     specs = ["lower-lr", "reinit(scheme=xavier)", "replace-rnn(to=gru)", "reinit", "nope"]
@@ -191,7 +193,7 @@ def test_apply_unknown_and_not_applicable_messages(digits):
         "remedy 'replace-rnn' does not apply to Sequential: it has no nn.RNN module; remedies "
         "that apply: swap-activation, add-residual, add-norm, reinit, add-aux-heads, "
         "clip-grad-norm, clip-grad-value, agc, autoclip, zclip, adagc, spike-clip, skip-step, "
-        "lower-lr"
+        "z-loss, lower-lr"
     )
     with pytest.raises(UnknownNameError) as e:
         apply(m, "reinit(schem=kaiming)")
@@ -215,6 +217,7 @@ def test_applicable_depends_on_the_model(digits):
         "adagc",
         "spike-clip",
         "skip-step",
+        "z-loss",
         "lower-lr",
     ]
     assert "forget-bias" in applicable(build_model("lstm:hidden=4", adding.info))

@@ -161,8 +161,46 @@ RNN_AMPLIFY_SIGMA = 2.0
 # ------------------------------------------------------------------ spikes
 #: A loss that rises by this factor within :data:`LOSS_JUMP_WINDOW` steps after a gradient spike
 #: marks the spike harmful (warning); a spike the loss shrugs off is an info note. The spike
-#: itself is :data:`SPIKE_FACTOR` times the median global gradient norm
+#: itself is :data:`SPIKE_FACTOR` times the running baseline of the global gradient norm
 #: (:func:`gradmedic.trace.derived.spike_steps`, shared with the report's figure).
 LOSS_JUMP = 1.5
 #: Steps after (and before, for the reference median) a spike that the loss is looked at.
 LOSS_JUMP_WINDOW = 3
+
+# ------------------------------------------------------------------ Transformer logit scales
+#: Attention logit (max |q.k|/sqrt(d_head)) at or above which the softmax is one-hot for any
+#: context: a logit gap of 50 leaves exp(-50) ~ 2e-22 to every other key, so the attention's
+#: gradient vanishes (attention entropy collapse; Wortsman et al. 2023 §3.1, Fig. 3, where
+#: unstable runs reach 1e3-1e4; Dehghani et al. 2023 saw logits of ~5e4 at 8B parameters).
+ATTN_LOGIT_WARNING = 50.0
+#: ... and the growth factor over the run (last recorded over first) that makes it "growth"
+#: rather than a scale the model started with.
+ATTN_LOGIT_GROWTH = 3.0
+#: |log Z| of the output softmax at or above which the output logits have diverged: z-loss
+#: exists to keep log Z near 0 (Wortsman et al. 2023 §3.2 after PaLM, Chowdhery et al. 2022);
+#: at |log Z| = 30 the logits are e^30 ~ 1e13, far past float16's range (e^11) and bfloat16's
+#: 8-bit resolution of a logit of that size (a step of 0.125).
+OUTPUT_LOGZ_WARNING = 30.0
+#: ... and the drift of log Z (nats, last recorded minus first, either sign) that makes it a
+#: divergence rather than a large vocabulary (log Z starts near log V for small logits).
+OUTPUT_LOGZ_DRIFT = 10.0
+#: The z-loss coefficient of Wortsman et al. 2023 and PaLM: loss += 1e-4 * (log Z)^2.
+Z_LOSS_COEFFICIENT = 1e-4
+
+# ------------------------------------------------------------------ divergence (issue 12)
+#: The loss diverges when the median of its last :data:`DIVERGE_WINDOW` finite values is this
+#: many times its best so far (and above its first value): "well above its best".
+DIVERGE_LOSS_FACTOR = 3.0
+#: How many of the last finite losses the divergence test takes the median of.
+DIVERGE_WINDOW = 3
+#: ``||dW|| / ||W||`` per step above this is a learning rate too high for that layer (a
+#: healthy run moves its weights by about 1e-3 of their norm per step).
+UPDATE_RATIO_HIGH = 1e-2
+#: The update-to-weight ratio a learning-rate cut aims for.
+UPDATE_RATIO_TARGET = 1e-3
+
+# ------------------------------------------------------------------ mixed precision (issue 12)
+#: Skipped steps after the scale has settled (its first unskipped step) are persistent above
+#: this share of those steps (and at least :data:`AMP_PERSIST_MIN` of them).
+AMP_PERSIST_SHARE = 0.05
+AMP_PERSIST_MIN = 2

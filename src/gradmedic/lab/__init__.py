@@ -33,6 +33,7 @@ from gradmedic.lab import (  # noqa: F401  (each module registers its experiment
     normalisation,
     rnn_gated,
     saturation,
+    transformer_proxy,
 )
 from gradmedic.lab.registry import (
     EXPERIMENTS,
@@ -54,6 +55,7 @@ ORDER = (
     "init",
     "exploding-and-clipping",
     "normalisation-and-residual",
+    "transformer-proxy",
 )
 _registered = dict(EXPERIMENTS)
 EXPERIMENTS.clear()

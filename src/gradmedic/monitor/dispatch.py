@@ -145,6 +145,9 @@ class ModuleDispatch:
         outs = tensors_in(output)
         if self._nonfinite.on:
             self._nonfinite.model_output(outs)
+        for probe in self._fwd:  # other probes that read the model's output (logit scales)
+            if probe is not self._nonfinite and hasattr(probe, "model_output"):
+                probe.model_output(outs)
         for t in outs:
             if t.requires_grad:
                 self._hooks.tensor(t, self._output_grad)

@@ -31,6 +31,7 @@ from torch import nn
 
 from gradmedic.errors import ConfigError, ModelError
 from gradmedic.monitor.dispatch import ModuleDispatch
+from gradmedic.monitor.distributed import DistSync, parallel_metadata
 from gradmedic.monitor.hooks import Hooks, ModuleSelector, select_modules
 from gradmedic.monitor.passes import PassGuard
 from gradmedic.monitor.probes import (
@@ -43,7 +44,9 @@ from gradmedic.monitor.probes import (
     StepProbe,
     amp_scale,
 )
+from gradmedic.monitor.probes.attention_logits import AttentionLogitsProbe
 from gradmedic.monitor.probes.base import to_host
+from gradmedic.monitor.probes.step import wrap_scaler_update
 from gradmedic.monitor.runinfo import ModuleRow, module_rows, run_metadata
 from gradmedic.monitor.schedule import Schedule, ScheduleLike
 from gradmedic.trace import SCHEMA_VERSION, Row, Trace, TraceWriter, frame_from_rows, read_trace
@@ -153,6 +156,9 @@ class Monitor(ModuleDispatch):
         self._fn = self._fn_live = None
         self._root_live = False
         self._guard = PassGuard(lambda: [p for *_, p in self._params.names])
+        # iterations whose optimizer.step() a GradScaler skipped still count (issue 12)
+        self._stepped = self._skipping = False
+        self._unwrap_scaler: Any = None
         # the probes, in the order their rows are written (nonfinite reads params and signal)
         self._step = StepProbe()
         self._params = ParamsProbe(weights)
@@ -161,6 +167,7 @@ class Monitor(ModuleDispatch):
             model, self.events, self._emit, self._params, self._signal, self._step,
             enabled=nonfinite, halt=halt_on_nonfinite,
         )  # fmt: skip
+        self._nonfinite.emit_curve = self._emit_trace  # every-step curves: trace, not sinks
         self._acts = ActivationProbe(self._sub_schedule(activations))
         self._probes: list[Probe] = [
             self._step,
@@ -168,8 +175,14 @@ class Monitor(ModuleDispatch):
             self._signal,
             self._acts,
             RnnProbe(self._sub_schedule(rnn_time), Schedule.coerce(rnn_hidden)),
+            AttentionLogitsProbe(),
             self._nonfinite,
         ]
+        self._dist = DistSync.maybe(self._acts, self.events)  # torch.distributed: one gather
+        if self._dist is not None:
+            self._probes.append(self._dist.probe)
+            if self._dist.rank != 0:  # rank 0 alone writes the trace and the sinks
+                self._trace_path, self._sinks = None, Sinks(())
         self._plan_step()
 
     # ------------------------------------------------------------------ lifecycle
@@ -206,6 +219,8 @@ class Monitor(ModuleDispatch):
             self._plan_step()  # installs the module hooks if this step records
             if self.optimizer is not None:
                 self._hooks.install_optimizer(self.optimizer, self._opt_pre, self._opt_post)
+                if self.scaler is not None and hasattr(self.scaler, "update"):
+                    self._unwrap_scaler = wrap_scaler_update(self.scaler, self._scaler_update)
         except BaseException:
             self._hooks.remove_all()
             self._selected = None
@@ -224,6 +239,9 @@ class Monitor(ModuleDispatch):
             self._fn.end_pass()  # pops our function mode if a forward left it behind
         self._fn_live = None
         self._hooks.remove_all()
+        if self._unwrap_scaler is not None:
+            self._unwrap_scaler()
+            self._unwrap_scaler = None
         self._selected = None
         self._reset_step()
         self._nonfinite.flush()
@@ -288,16 +306,27 @@ class Monitor(ModuleDispatch):
         self._params.before_optimizer_step()
 
     def _opt_post(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        self._stepped = True
         self._finish_step()
+
+    def _scaler_update(self) -> None:
+        """Before ``GradScaler.update()``: an iteration without ``optimizer.step()`` was
+        skipped by the scaler; it ends here as its own step, marked skipped."""
+        if not self._stepped:
+            self._skipping = True
+            self._finish_step()
+        self._stepped = False
 
     def _finish_step(self) -> None:
         step = self.step_index
         try:
+            self._step.skipped = self._nonfinite.skipped = skipped = self._skipping
             if self._recording:
                 self._record(step)
             else:
-                self._nonfinite.sentinel(step, self._step.losses)
+                self._nonfinite.sentinel(step, self._step.losses, amp_scale(self.scaler), skipped)
         finally:
+            self._skipping = False
             self._reset_step()
             self.step_index += 1
             self._plan_step()
@@ -306,6 +335,8 @@ class Monitor(ModuleDispatch):
         active = [p for p in self._probes if p.on]
         scale = amp_scale(self.scaler)
         reads = [p.read(scale) for p in active]
+        if self._dist is not None:  # global-batch values: one collective, still on the device
+            reads = self._dist.reduce(active, reads)
         values = to_host([t for r in reads for t in r])  # the one host synchronisation
         rows: list[Row] = []
         pos = 0
@@ -318,11 +349,14 @@ class Monitor(ModuleDispatch):
         self._nonfinite.raise_if_halting()
 
     def _emit(self, rows: list[Row]) -> None:
+        self._emit_trace(rows)
+        self._sinks.write_rows(rows)
+
+    def _emit_trace(self, rows: list[Row]) -> None:
         if self._writer is not None:
             self._writer.append(rows)
         else:
             self._rows.extend(rows)
-        self._sinks.write_rows(rows)
 
     # ------------------------------------------------------------------ checkpoint
     def state_dict(self) -> dict[str, Any]:
@@ -377,6 +411,7 @@ class Monitor(ModuleDispatch):
     def _run_metadata(self) -> dict[str, Any]:
         params = [p for *_, p in self._params.names]
         extra = {"amp": self.scaler is not None, "schedule": repr(self.schedule)}
+        extra.update(parallel_metadata(self.model))
         return run_metadata(self.model, params, {**extra, **self._metadata})
 
 

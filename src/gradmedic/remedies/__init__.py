@@ -30,6 +30,7 @@ between ``loss.backward()`` and ``optimizer.step()``.
 
 from __future__ import annotations
 
+from gradmedic.remedies import transformer  # noqa: F401  (registers qk-layernorm, z-loss)
 from gradmedic.remedies.activation import swap_activation, swap_activation_
 from gradmedic.remedies.adaptive_clipping import AdaGC, SkipStep, SpikeClip, ZClip
 from gradmedic.remedies.base import RemedyReport

@@ -6,7 +6,10 @@
   ``treat``'s health (``|log10 r|``, decades away from 1) and the lab's ratio are all
   :func:`signal_ratio`. Mean-field theory predicts it as ``sqrt(chi1)^(L-1)``.
 - **Gradient spikes**: steps whose global gradient norm is at least :data:`SPIKE_FACTOR` times
-  the median of the run's finite norms (:func:`spike_steps`). The diagnosis's
+  a robust running baseline and more than :data:`SPIKE_Z` of its standard deviations above it
+  (:func:`spike_steps`): an EMA of the norm's mean and variance (weight :data:`SPIKE_EMA`)
+  updated only with non-spike values, so a spike cannot inflate it (the z-score of ZClip, Kumar
+  et al. 2025); a norm that grows steadily carries its baseline along. The diagnosis's
   ``gradient-spikes`` finding and the report's spike markers both call it.
 - **Global gradient norm**: ``sqrt(sum_p ||g_p||^2)`` over every parameter, recorded by the
   Monitor as ``grad_norm_total`` (:func:`global_grad_norm` reads it back).
@@ -20,7 +23,6 @@ Example::
 from __future__ import annotations
 
 import math
-import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,7 +31,9 @@ from gradmedic.trace.schema import Quantity
 from gradmedic.trace.view import Trace
 
 __all__ = [
+    "SPIKE_EMA",
     "SPIKE_FACTOR",
+    "SPIKE_Z",
     "EndToEnd",
     "end_to_end",
     "end_to_end_rows",
@@ -38,11 +42,21 @@ __all__ = [
     "is_auxiliary",
     "pow10",
     "signal_ratio",
+    "spike_baseline",
     "spike_steps",
 ]
 
-#: A global gradient norm this many times the run's median is a spike.
+#: A global gradient norm this many times the running baseline (and :data:`SPIKE_Z` standard
+#: deviations above it) is a spike.
 SPIKE_FACTOR = 10.0
+#: The z-score above the baseline's EMA mean, in units of its EMA standard deviation, that a
+#: spike exceeds (ZClip's 2.5 clips; a finding needs a clear outlier).
+SPIKE_Z = 3.0
+#: The weight of a new non-spike norm in the baseline's EMAs (ZClip's alpha = 0.97 is 0.03,
+#: for runs of thousands of steps; a diagnosis runs tens).
+SPIKE_EMA = 0.1
+#: Values that enter the baseline unclipped before its variance means anything.
+_SPIKE_WARMUP = 4
 
 
 def pow10(x: float) -> float:
@@ -225,16 +239,42 @@ def global_grad_norm(trace: Trace) -> list[tuple[int, float]]:
 
 
 def spike_steps(series: Sequence[tuple[int, float]], factor: float = SPIKE_FACTOR) -> list[int]:
-    """Steps whose value is at least ``factor`` times the median of the finite values.
+    """Steps whose value is at least ``factor`` times the running baseline and more than
+    :data:`SPIKE_Z` standard deviations above it.
 
-    The first value is never a spike (initialisation scale is the depth rules' business, not a
-    jump during training); non-finite and zero values are not spikes (non-finite ones are non-finite events).
-    Needs at least 5 finite values; fewer give no spikes.
+    The baseline starts at the first finite value and is an EMA of the mean and variance
+    (:data:`SPIKE_EMA`) updated only with values that are not spikes, after its first few
+    values each clipped at :data:`SPIKE_Z` standard deviations above the mean (ZClip's
+    update), so neither a spike nor a smaller outlier inflates it. The first value is never
+    a spike (initialisation scale is the depth rules' business, not a jump during training);
+    non-finite and zero values are not spikes (non-finite ones are non-finite events) and do
+    not move the baseline. Needs at least 5 finite values; fewer give no spikes.
+
+    Example::
+
+        >>> spike_steps([(0, 1.0), (1, 1.2), (2, 30.0), (3, 40.0), (4, 1.1)])  # 40 stays one
+        [2, 3]
     """
+    return [s for s, spike, *_ in spike_baseline(series, factor) if spike]
+
+
+def spike_baseline(
+    series: Sequence[tuple[int, float]], factor: float = SPIKE_FACTOR
+) -> list[tuple[int, bool, float, float]]:
+    """``(step, is_spike, baseline mean, baseline std)`` of every finite positive value after
+    the first, the baseline as it was before that value (see :func:`spike_steps`)."""
     finite = [(int(s), float(v)) for s, v in series if math.isfinite(v) and v > 0]
     if len(finite) < 5:
         return []
-    med = statistics.median(v for _, v in finite)
-    if not med > 0:
-        return []
-    return [s for s, v in finite[1:] if v >= factor * med]
+    mean, var, n = finite[0][1], 0.0, 1
+    out = []
+    for s, v in finite[1:]:
+        sd = math.sqrt(var)
+        spike = v >= factor * mean and v - mean > SPIKE_Z * sd
+        out.append((s, spike, mean, sd))
+        if not spike:  # once warmed up, an outlier enters clipped at z = SPIKE_Z (as in ZClip)
+            delta = (min(v, mean + SPIKE_Z * sd) if n >= _SPIKE_WARMUP else v) - mean
+            n += 1
+            mean += SPIKE_EMA * delta
+            var = (1.0 - SPIKE_EMA) * (var + SPIKE_EMA * delta * delta)
+    return out

@@ -112,6 +112,18 @@ class Quantity(str, Enum):
     )
     LOSS = ("loss", "the observed training loss", "loss")
     AMP_UNSCALED = ("amp_unscaled", "1 when signals were divided by the GradScaler's scale", "flag")
+    AMP_SCALE = ("amp_scale", "the GradScaler's loss scale used at the iteration", "1")
+    STEP_SKIPPED = (
+        "step_skipped",
+        "1 when the GradScaler skipped optimizer.step() at the iteration (inf/NaN found), else 0",
+        "flag",
+    )
+    AMP_OVERFLOW = (
+        "amp_overflow",
+        "a step the GradScaler skipped: the first module whose fp16 forward output (or, when "
+        "none, backward gradient) overflowed; module '' when only a parameter gradient did",
+        "flag",
+    )
     NONFINITE = ("nonfinite", "a non-finite event (1); detail in the event rows", "flag")
     NONFINITE_FORWARD = (
         "nonfinite_forward",
@@ -137,6 +149,19 @@ class Quantity(str, Enum):
         "module output was finite: the NaN was born in the loss",
         "flag",
     )
+    ATTN_LOGIT_MAX = (
+        "attn_logit_max",
+        "max |q.k|/sqrt(d_head) of an attention module over heads and query/key pairs of the "
+        "first samples (Wortsman et al. 2023, attention logit growth)",
+        "logit",
+    )
+    OUTPUT_LOGZ_MAX = (
+        "output_logz_max",
+        "max over output rows of log Z = logsumexp of the model's output logits "
+        "(Wortsman et al. 2023, output logit divergence)",
+        "logit",
+    )
+    OUTPUT_LOGZ_MEAN = ("output_logz_mean", "mean over output rows of log Z", "logit")
 
 
 #: Module-level quantities that make up the per-layer table (one value per module and step).

@@ -25,7 +25,8 @@ def test_gradient_spike_that_throws_the_loss_off_is_a_warning():
     # median of the ten norms is 1.0; the spike is 40x it.
     assert spike.evidence["median_grad_norm"] == 1.0
     assert spike.evidence["max_grad_norm"] == 40.0
-    assert spike.title == "Gradient-norm spikes (40x the median)"
+    assert spike.evidence["baseline_grad_norm"] == 1.012  # EMA of steps 0-4, 1.2 clipped at z=3
+    assert spike.title == "Gradient-norm spikes (40x the running baseline)"
     assert str(spike.prescriptions[0]) == "clip-grad-norm(max_norm=1.0)"
 
 

@@ -34,7 +34,7 @@ def test_spike_markers_are_the_spikes_the_diagnosis_reports():
     assert [v for _, v in marked] == [20.0, 12.0]
     assert marked == spike_markers(tr)
     label = next(ln.get_label() for ln in fig.axes[0].get_lines() if ln.get_marker() == "^")
-    assert label == f"spike (≥ {SPIKE_FACTOR:g}× the run's median)"
+    assert label == f"spike (≥ {SPIKE_FACTOR:g}× the running baseline)"
     plt.close(fig)
 
 

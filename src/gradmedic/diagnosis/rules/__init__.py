@@ -14,7 +14,9 @@ on what the mechanism does to learning:
 * :mod:`~gradmedic.diagnosis.rules.saturation`: saturated squashing units;
 * :mod:`~gradmedic.diagnosis.rules.dead_units`: dead ReLU units;
 * :mod:`~gradmedic.diagnosis.rules.rnn`: vanishing / exploding through time;
-* :mod:`~gradmedic.diagnosis.rules.spikes`: gradient-norm spikes during training.
+* :mod:`~gradmedic.diagnosis.rules.spikes`: gradient-norm spikes during training;
+* :mod:`~gradmedic.diagnosis.rules.divergence`: a loss that rises well above its best;
+* :mod:`~gradmedic.diagnosis.rules.amp`: GradScaler skipped steps (normal or persistent).
 
 Each registers itself with :func:`gradmedic.diagnosis.registry.rule`;
 :func:`gradmedic.diagnosis.registry.run_rules` runs them on a
@@ -28,13 +30,27 @@ Example::
 """
 
 from gradmedic.diagnosis.rules import (
+    amp,
     dead_units,
     depth,
+    divergence,
     measurable,
     nonfinite,
     rnn,
     saturation,
     spikes,
+    transformer,
 )
 
-__all__ = ["dead_units", "depth", "measurable", "nonfinite", "rnn", "saturation", "spikes"]
+__all__ = [
+    "amp",
+    "dead_units",
+    "depth",
+    "divergence",
+    "measurable",
+    "nonfinite",
+    "rnn",
+    "saturation",
+    "spikes",
+    "transformer",
+]

@@ -99,7 +99,9 @@ def growth_before(ctx: Context, step: int, start: int) -> dict[str, Any] | None:
     """The geometric growth of the global gradient norm that leads up to ``step``: the last
     run of finite values in ``[start, step]`` each at least :data:`DIVERGE_PER_STEP` times the
     one before, over at least :data:`DIVERGE_MIN_STEPS` steps (one jump is a spike, not a
-    divergence). ``{"per_step", "first_step", "first_norm", "last_step", "last_norm",
+    divergence), whose values before the last are already :data:`DIVERGE_PER_STEP` times the
+    median before the growth (a lone spike after a dip in flat norms is a spike, not a
+    two-point growth). ``{"per_step", "first_step", "first_norm", "last_step", "last_norm",
     "baseline_norm"}`` (``baseline_norm``: the median norm before the growth began, None when
     it began at the run's start); None without such a growth."""
     pts = [
@@ -115,6 +117,8 @@ def growth_before(ctx: Context, step: int, start: int) -> dict[str, Any] | None:
     (s0, v0), (s1, v1) = pts[k], pts[-1]
     per = (v1 / v0) ** (1.0 / (s1 - s0))
     before = [v for _, v in pts[:k]]
+    if before and pts[-2][1] < DIVERGE_PER_STEP * statistics.median(before):
+        return None  # flat norms, a dip, then one jump: a spike
     return {
         "per_step": float(f"{per:.3g}"),
         "first_step": s0,

@@ -93,6 +93,21 @@ def _grows(ctx: Context, name: str, steps: list[int]) -> bool:
     return growth_before(ctx, last, run_start(ctx, last)) is not None
 
 
+def _worst_step(ctx: Context, name: str, steps: list[int]) -> int:
+    """The recorded step whose time profile of ``name`` is furthest from flat (the larger of
+    its peak over last and its first/last ratio away from 1, in decades); the first step on a
+    tie or without profiles."""
+    best, score = steps[0], -1.0
+    for s in steps:
+        v = _profile(ctx, name, s)[0]
+        if len(v) < 2 or not v[-1] > 0 or not all(map(math.isfinite, v)) or not v[0] > 0:
+            continue
+        x = max(math.log10(max(v) / v[-1]), abs(math.log10(v[0] / v[-1])))
+        if x > score + 1e-9:
+            best, score = s, x
+    return best
+
+
 def memory_horizon(vals: list[float], fall: float = MEMORY_FALL) -> int:
     """Steps back from the last step over which the signal stays above ``fall`` of its value
     at the last step.
@@ -134,7 +149,9 @@ def rule_rnn(ctx: Context) -> list[Finding]:
     for name, info in sorted(ctx.infos.items(), key=lambda kv: kv[1].get("ord", 0)):
         if info.get("type") not in RNN_TYPE_NAMES or not steps:
             continue
-        vals, what = _profile(ctx, name, steps[0])
+        worst = _worst_step(ctx, name, steps)  # the whole run, not its first step alone
+        steps_w = [worst, *(s for s in steps if s != worst)]
+        vals, what = _profile(ctx, name, worst)
         ev: dict[str, Any] = {"mode": info.get("mode", info.get("type")), "profile": what}
         verdict = None
         if info.get("type") == "RNN" and info.get("whh_sigma_max") is not None:
@@ -157,7 +174,7 @@ def rule_rnn(ctx: Context) -> list[Finding]:
             peak_over_last=num(peak),
             memory_horizon=memory_horizon(vals),
         )
-        finding = _judge(ctx, name, info, ev, vals, verdict, steps)
+        finding = _judge(ctx, name, info, ev, vals, verdict, steps_w)
         if finding is not None:
             out.append(finding)
     return out

@@ -1,9 +1,10 @@
-"""``gradient-spikes``: steps whose global gradient norm jumps far above the run's median.
+"""``gradient-spikes``: steps whose global gradient norm jumps far above its running baseline.
 
-A spike is a step whose global gradient norm (:func:`gradmedic.trace.derived.global_grad_norm`)
-is at least :data:`~gradmedic.trace.derived.SPIKE_FACTOR` times the median of the run's finite
-norms (:func:`gradmedic.trace.derived.spike_steps`, the one definition the report's figure uses
-too). Such a step can throw the weights off the loss surface (a cliff, Pascanu, Mikolov &
+A spike is a step whose global gradient norm (:func:`gradmedic.trace.derived.global_grad_norm`,
+every iteration since the Monitor keeps every-step curves) is at least
+:data:`~gradmedic.trace.derived.SPIKE_FACTOR` times a robust running baseline, an EMA of the
+norm's mean and variance that spikes do not update (ZClip's z-score, Kumar et al. 2025;
+:func:`gradmedic.trace.derived.spike_steps`, the one definition the report's figure uses too). Such a step can throw the weights off the loss surface (a cliff, Pascanu, Mikolov &
 Bengio 2013); it matters when the loss rises after it (by
 :data:`~gradmedic.diagnosis.thresholds.LOSS_JUMP` within
 :data:`~gradmedic.diagnosis.thresholds.LOSS_JUMP_WINDOW` steps, or stops being finite): a
@@ -36,7 +37,7 @@ from gradmedic.diagnosis.rules._shared import num
 from gradmedic.diagnosis.rules.nonfinite_causes import growth_remedies
 from gradmedic.diagnosis.rules.origin import growth_before, run_start
 from gradmedic.diagnosis.thresholds import LOSS_JUMP, LOSS_JUMP_WINDOW, SPIKE_FACTOR
-from gradmedic.trace.derived import global_grad_norm, spike_steps
+from gradmedic.trace.derived import global_grad_norm, spike_baseline, spike_steps
 from gradmedic.trace.schema import Quantity
 
 __all__ = ["rule_spikes"]
@@ -65,7 +66,8 @@ def _times(ratio: float) -> str:
 def rule_spikes(ctx: Context) -> list[Finding]:
     """One finding for all spikes of the run, at the largest one's step.
 
-    ``evidence``: ``median_grad_norm`` (what spikes are measured against), ``spike_steps``
+    ``evidence``: ``baseline_grad_norm`` (the running baseline at the largest spike, what it
+    is measured against), ``median_grad_norm`` (of the values that are not spikes), ``spike_steps``
     (the first 20), ``max_grad_norm``, ``factor``, and ``loss_jumped_after`` (the spikes the
     loss rose after, the first 20). The first prescription clips at the median norm."""
     series = global_grad_norm(ctx.trace)
@@ -73,28 +75,33 @@ def rule_spikes(ctx: Context) -> list[Finding]:
     if not spikes:
         return []
     norm_at = dict(series)
-    med = statistics.median(v for _, v in series if math.isfinite(v) and v > 0)
+    base = {s: mean for s, _, mean, _ in spike_baseline(series, SPIKE_FACTOR)}
+    calm = [v for s, v in series if math.isfinite(v) and v > 0 and s not in spikes]
+    med = statistics.median(calm) if calm else base[spikes[0]]
     top = max(spikes, key=lambda s: norm_at[s])
     top_norm = norm_at[top]
     loss_at = dict(ctx.trace.series(Quantity.LOSS))
     harmful = _harmful(spikes, loss_at)
-    growth = growth_before(ctx, spikes[0], run_start(ctx, spikes[0]))
+    growth = growth_before(ctx, spikes[-1], run_start(ctx, spikes[0]))
     if growth is not None:
         return [_diverging(ctx, growth, top, top_norm, spikes, harmful)]
     severity = "warning" if harmful or not loss_at else "info"
-    clip = float(f"{med:.2g}")
+    ref = base[top]
+    clip = float(f"{ref:.2g}")
     return [
         Finding(
             slug="gradient-spikes",
             severity=severity,
-            title=f"Gradient-norm spikes ({_times(top_norm / med)} the median)",
+            title=f"Gradient-norm spikes ({_times(top_norm / ref)} the running baseline)",
             cause=(
                 f"The total gradient norm jumped to {top_norm:.3g} at step {top}, "
-                f"{_times(top_norm / med)} its median {med:.3g}: steps that large throw the "
+                f"{_times(top_norm / ref)} its running baseline {ref:.3g} (median {med:.3g}): "
+                "steps that large throw the "
                 "weights off the loss surface (a cliff, Pascanu et al. 2013)."
             ),
             layers=[],
             evidence={
+                "baseline_grad_norm": num(ref),
                 "median_grad_norm": num(med),
                 "spike_steps": spikes[:20],
                 "max_grad_norm": num(top_norm),
@@ -102,7 +109,9 @@ def rule_spikes(ctx: Context) -> list[Finding]:
                 "loss_jumped_after": harmful[:20],
             },
             prescriptions=[
-                Prescription("clip-grad-norm", {"max_norm": clip}, "clip at the median norm"),
+                Prescription("clip-grad-norm", {"max_norm": clip}, "clip at the baseline norm"),
+                Prescription("zclip", {"z_thresh": 2.5}, "clip at an EMA z-score (ZClip)"),
+                Prescription("skip-step", {"z_thresh": 6.0}, "drop an outlier update"),
                 Prescription("autoclip", {"percentile": 10}, "adaptive threshold"),
             ],
             step=top,

@@ -120,7 +120,7 @@ class NonFiniteProbe(Sentinel, Probe):
         self.reset()
 
     def plan(self, step: int, recording: bool) -> bool:
-        self.on = recording and self.enabled
+        self.on = recording and (self.enabled or bool(self._curve_steps))
         return self.on
 
     # ------------------------------------------------------------------ forward
@@ -175,7 +175,9 @@ class NonFiniteProbe(Sentinel, Probe):
 
     # ------------------------------------------------------------------ reading
     def read(self, scale: torch.Tensor | None) -> list[torch.Tensor]:
-        out = []
+        out = self.curve_read()  # the every-step curves of the unrecorded iterations, first
+        if not self.enabled:
+            return out
         self._read_first_bad = self._first_bad is not None
         if self._read_first_bad:  # a hit from an unrecorded step, read in this transfer
             out.append(self._first_bad.double())
@@ -192,6 +194,9 @@ class NonFiniteProbe(Sentinel, Probe):
         return out
 
     def rows(self, step: int, values: list[float], out: list[Row]) -> None:
+        values = self.curve_rows(values)
+        if not self.enabled:
+            return
         if self._read_first_bad:
             self.flush(values[0])
             values = values[1:]
@@ -203,6 +208,10 @@ class NonFiniteProbe(Sentinel, Probe):
         if self._out_ms:
             out.append((step, "", "", Quantity.OUTPUT_RMS.value, None, values[-1]))
         fwd, fwd_detail = self._birth(sums, psum)
+        if self.skipped:  # the GradScaler's overflow probe: no event; AMP_OVERFLOW names where
+            where = fwd or _first_bad_name(self._order, bwd_norms) or ""
+            out.append((step, where, "", Quantity.AMP_OVERFLOW.value, None, 1.0))
+            return
         found = False
         where: str | None = None
         if fwd is not None:
@@ -273,6 +282,8 @@ class NonFiniteProbe(Sentinel, Probe):
         self._order: list[str] = []
         self._layout = [0, 0, 0, 0]
         self._read_first_bad = False
+        #: the GradScaler skipped this step's optimizer.step() (set by the Monitor)
+        self.skipped = False
 
     def _event(self, step: int, kind: Quantity, module: str | None, detail: str) -> None:
         self.events.append({"step": step, "kind": kind.value, "module": module, "detail": detail})

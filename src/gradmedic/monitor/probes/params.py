@@ -110,7 +110,9 @@ class ParamsProbe(Probe):
                 self._snap_bufs = [p.detach().clone() for p in params]
                 self._snap_ids = [id(p) for p in params]
             else:
-                torch._foreach_copy_(self._snap_bufs, [p.detach() for p in params])
+                # local shards of DTensors (FSDP2): no sharding rule for _foreach_copy_
+                loc = [getattr(t, "_local_tensor", t) for t in self._snap_bufs]
+                torch._foreach_copy_(loc, [getattr(p, "_local_tensor", p.detach()) for p in params])
         self._snap_params = params
         self._snapshot = self._snap_bufs
 

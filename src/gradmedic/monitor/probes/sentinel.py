@@ -7,6 +7,14 @@ at detach (:meth:`Sentinel.flush`). Inf alone is left to the recorded steps: a f
 squares overflows for finite gradients above ~1e19, which is an exploding gradient, not a NaN.
 After an event the sentinel rests until a recorded step is finite again.
 
+Every-step curves (:meth:`Sentinel.sentinel` on every unrecorded iteration, enabled or not):
+the same fused norms give the global gradient norm, which is kept with the observed loss and
+the AMP scale as one small float64 device vector per iteration (whether the GradScaler skipped
+the step is known on the host). They are read in the next recorded step's one transfer
+(:meth:`Sentinel.curve_read` / :meth:`Sentinel.curve_rows`) or at detach, and written as
+``grad_norm_total``, ``loss``, ``amp_scale`` and ``step_skipped`` rows at their own steps: no
+host sync of their own.
+
 Raises:
     NonFiniteError: with ``halt=True``, at the step whose check is NaN (read at once).
 
@@ -15,14 +23,15 @@ Example::
     >>> from gradmedic import Monitor
     >>> model = torch.nn.Sequential(torch.nn.Linear(2, 1))
     >>> with Monitor(model, every=100) as mon:
-    ...     for _ in range(3):
-    ...         model(torch.ones(1, 2)).sum().backward(); mon.step(float("nan"))
+    ...     for i in range(3):  # step 0 is recorded; the loss is NaN from step 1 on
+    ...         model(torch.ones(1, 2)).sum().backward(); mon.step(float("nan") if i else 1.0)
     >>> [(e["step"], e["kind"]) for e in mon.events]
-    [(0, 'nonfinite_gradient')]
+    [(1, 'nonfinite_gradient')]
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -34,6 +43,9 @@ from gradmedic.monitor.probes.params import ParamsProbe
 from gradmedic.trace import Quantity, Row
 
 __all__ = ["NonFiniteError", "Sentinel", "halt"]
+
+#: Curve entries kept as separate device tensors before they are concatenated into one.
+_CURVE_CHUNK = 256
 
 _SENTINEL_DETAIL = (
     "a gradient was NaN/Inf on an unrecorded step; the module is named at the next "
@@ -59,29 +71,95 @@ class Sentinel:
         self._first_bad: torch.Tensor | None = None
         self._read_first_bad = False
         self._reported = False  # an event was reported; the sentinel rests until a finite record
+        self._curve: list[torch.Tensor] = []  # per iteration [grad norm, loss, scale] (float64)
+        #: per entry: step, skipped, and whether it has a gradient norm, a loss, a scale
+        self._curve_steps: list[tuple[int, bool, bool, bool, bool]] = []
+        self._curve_read = 0  # how many entries of the curve the current recorded read holds
+        #: writes the curve rows (the Monitor: to the trace only; sinks get recorded steps)
+        self.emit_curve: Callable[[list[Row]], None] = self.emit
 
-    def sentinel(self, step: int, losses: list[torch.Tensor]) -> None:
-        """Unrecorded step: one fused float32 norm over every gradient (and ``losses``), kept
-        on the device; the first step whose result is NaN is remembered without a host sync."""
-        if not self.enabled or self._reported:  # already reported; re-armed by a finite record
+    def sentinel(
+        self,
+        step: int,
+        losses: list[torch.Tensor],
+        scale: torch.Tensor | None = None,
+        skipped: bool = False,
+    ) -> None:
+        """Unrecorded step: one fused float32 norm over every gradient, kept on the device with
+        the mean of ``losses`` and the AMP ``scale`` for the every-step curves; the first step
+        whose norm or loss is NaN is remembered without a host sync. A step the GradScaler
+        ``skipped`` is not checked (its inf/NaN is the scaler's overflow probe)."""
+        items = self.params.grads()
+        grads = [g for *_, g in items]
+        gnorm = None
+        if grads:  # float32 where the last record was in range (no overflow above ~1e19)
+            ok = self.params._g32_ok
+            norms = foreach_norms(grads, [(m, n) not in ok for m, n, *_ in items])
+            gnorm = torch.linalg.vector_norm(torch.stack(norms))
+        loss = torch.stack(losses).mean().reshape(()) if losses else None
+        parts = [p for p in (gnorm, loss, scale) if p is not None]
+        if not parts:
             return
-        grads = [g for *_, g in self.params.grads()]
-        probes = [torch.stack(foreach_norms(grads, [False] * len(grads))).sum()] if grads else []
-        probes += [loss.double().reshape(()) for loss in losses]
-        if not probes:
+        dev = parts[0].device
+        nan = torch.full((), math.nan, dtype=torch.float64, device=dev)
+        vec = torch.stack(
+            [nan if p is None else p.to(dev, torch.float64) for p in (gnorm, loss, scale)]
+        )
+        self._curve.append(vec)
+        have = (gnorm is not None, loss is not None, scale is not None)
+        self._curve_steps.append((step, skipped, *have))
+        if len(self._curve) >= _CURVE_CHUNK:  # bounded number of tensors (never-recording runs)
+            self._curve = [torch.cat([c.reshape(-1) for c in self._curve])]
+        if not self.enabled or self._reported or skipped or (gnorm is None and loss is None):
             return
-        total = probes[0] if len(probes) == 1 else torch.stack(probes).sum()
-        bad = torch.isnan(total)
-        mark = torch.tensor(step, device=total.device)
-        if self._first_bad is None or self._first_bad.device != total.device:
-            self._first_bad = torch.full((), -1, dtype=torch.long, device=total.device)
+        checked = [p for p in (gnorm, loss) if p is not None]
+        bad = torch.isnan(vec[0] + vec[1] if len(checked) == 2 else checked[0])
+        mark = torch.tensor(step, device=dev)
+        if self._first_bad is None or self._first_bad.device != dev:
+            self._first_bad = torch.full((), -1, dtype=torch.long, device=dev)
         self._first_bad = torch.where(bad & (self._first_bad < 0), mark, self._first_bad)
         if self.halt and bool(bad):
             self.flush()
             halt(step, None)
 
+    def curve_read(self) -> list[torch.Tensor]:
+        """The buffered curve as one flat device tensor, for the recorded step's transfer."""
+        self._curve_read = len(self._curve_steps)
+        if not self._curve_read:
+            return []
+        return [torch.cat([c.reshape(-1) for c in self._curve])]
+
+    def curve_rows(self, values: list[float]) -> list[float]:
+        """Write the curve rows from the head of ``values`` (as read by :meth:`curve_read`);
+        returns the rest."""
+        n = self._curve_read
+        if not n:
+            return values
+        rows: list[Row] = []
+        for i, (step, skipped, has_norm, has_loss, has_amp) in enumerate(self._curve_steps[:n]):
+            gnorm, loss, scale = values[3 * i : 3 * i + 3]
+            if has_norm:
+                rows.append((step, "", "", Quantity.GRAD_NORM_TOTAL.value, None, gnorm))
+            if has_loss:
+                rows.append((step, "", "", Quantity.LOSS.value, None, loss))
+            if has_amp:
+                rows.append((step, "", "", Quantity.AMP_SCALE.value, None, scale))
+                rows.append((step, "", "", Quantity.STEP_SKIPPED.value, None, float(skipped)))
+        self._curve, self._curve_steps, self._curve_read = [], [], 0
+        self.emit_curve(rows)
+        return values[3 * n :]
+
+    def flush_curve(self) -> None:
+        """Detach: read and write what the curve holds (one host transfer, at the end)."""
+        if self._curve_steps:
+            (flat,) = self.curve_read()
+            flat = getattr(flat, "_local_tensor", flat)  # FSDP2: a replicated DTensor
+            self.curve_rows(flat.cpu().tolist())
+
     def flush(self, value: float | None = None) -> None:
         """Turn a pending sentinel hit into an event and rows (``value``: the hit, if read)."""
+        if value is None:  # detach (or halt): the curve is read here, once
+            self.flush_curve()
         if self._first_bad is None:
             return
         first = int(self._first_bad) if value is None else int(value)

@@ -3,7 +3,11 @@
 Recorded (``Quantity`` members): ``LOSS`` the mean of the losses passed to
 ``Monitor.observe`` in the step (loss); ``CALLS`` the number of forward calls of a hooked module
 when it ran more than once (count; its signals then sum the squared norms of all calls);
-``AMP_UNSCALED`` 1.0 when a GradScaler was active and signals were divided by its scale (flag).
+``AMP_UNSCALED`` 1.0 when a GradScaler was active and signals were divided by its scale (flag);
+with a GradScaler also ``AMP_SCALE`` (its scale at the step) and ``STEP_SKIPPED`` (1.0 when it
+skipped ``optimizer.step()``, else 0.0). Unrecorded iterations get the same rows from the
+sentinel's every-step curves (``probes.sentinel``). :func:`wrap_scaler_update` is how the
+Monitor counts an iteration whose step the scaler skipped.
 
 Example::
 
@@ -17,6 +21,8 @@ Example::
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -24,7 +30,7 @@ from torch import nn
 from gradmedic.monitor.probes.base import Probe
 from gradmedic.trace import Quantity, Row
 
-__all__ = ["StepProbe", "amp_scale"]
+__all__ = ["StepProbe", "amp_scale", "wrap_scaler_update"]
 
 
 class StepProbe(Probe):
@@ -36,6 +42,8 @@ class StepProbe(Probe):
         self.loss_value: float | None = None
         self._calls: dict[str, int] = defaultdict(int)
         self._amp = False
+        #: the GradScaler skipped this step's optimizer.step() (set by the Monitor)
+        self.skipped = False
 
     def observe(self, loss: torch.Tensor | float) -> None:
         """Keep the loss of the current step on its device (no host sync)."""
@@ -49,23 +57,48 @@ class StepProbe(Probe):
 
     def read(self, scale: torch.Tensor | None) -> list[torch.Tensor]:
         self._amp = scale is not None
-        return [torch.stack(self.losses).mean().reshape(1)] if self.losses else []
+        out = [torch.stack(self.losses).mean().reshape(1)] if self.losses else []
+        return [*out, scale.reshape(1)] if scale is not None else out
 
     def rows(self, step: int, values: list[float], out: list[Row]) -> None:
-        self.loss_value = values[0] if values else None
-        if values:
-            out.append((step, "", "", Quantity.LOSS.value, None, values[0]))
+        loss_values = values[:-1] if self._amp else values
+        self.loss_value = loss_values[0] if loss_values else None
+        if loss_values:
+            out.append((step, "", "", Quantity.LOSS.value, None, loss_values[0]))
         for name, calls in self._calls.items():
             if calls > 1:
                 out.append((step, name, "", Quantity.CALLS.value, None, float(calls)))
         if self._amp:
             out.append((step, "", "", Quantity.AMP_UNSCALED.value, None, 1.0))
+            out.append((step, "", "", Quantity.AMP_SCALE.value, None, values[-1]))
+            out.append((step, "", "", Quantity.STEP_SKIPPED.value, None, float(self.skipped)))
 
     def reset(self) -> None:
         self.losses = []
         self.loss_value = None
         self._calls = defaultdict(int)
         self._amp = False
+        self.skipped = False
+
+
+def wrap_scaler_update(scaler: Any, before: Callable[[], None]) -> Callable[[], None]:
+    """Make ``scaler.update()`` call ``before()`` first (an instance attribute, so nothing of
+    the class changes); returns the function that removes it. The Monitor ends there an
+    iteration whose ``optimizer.step()`` the scaler skipped (inf/NaN found), which no
+    optimizer hook sees."""
+    original = scaler.update
+
+    def update(*args: Any, **kwargs: Any) -> Any:
+        before()
+        return original(*args, **kwargs)
+
+    scaler.update = update
+
+    def undo() -> None:
+        if scaler.__dict__.get("update") is update:
+            del scaler.update
+
+    return undo
 
 
 def amp_scale(scaler: object | None) -> torch.Tensor | None:

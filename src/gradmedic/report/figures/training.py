@@ -49,7 +49,8 @@ def spike_markers(trace: Trace) -> list[tuple[int, float]]:
     """``(step, global gradient norm)`` of every gradient spike: exactly the steps the
     diagnosis's ``gradient-spikes`` finding reports (:func:`gradmedic.trace.derived.spike_steps`
     on :func:`gradmedic.trace.derived.global_grad_norm`: at least
-    :data:`~gradmedic.trace.derived.SPIKE_FACTOR` times the run's median, first step excluded).
+    :data:`~gradmedic.trace.derived.SPIKE_FACTOR` times a running baseline that spikes do not
+    update, as in ZClip).
     """
     series = global_grad_norm(trace)
     value_at = dict(series)
@@ -89,7 +90,7 @@ def grad_norm_over_steps_figure(trace: Trace) -> Figure | None:
             "^",
             ms=8,
             color=COLOURS["spike"],
-            label=f"spike (≥ {SPIKE_FACTOR:g}× the run's median)",
+            label=f"spike (≥ {SPIKE_FACTOR:g}× the running baseline)",
         )
     bad = nonfinite_steps(trace)
     for i, s in enumerate(bad):
