@@ -5,7 +5,7 @@ Measured at the time of writing (seed 0, CPU, one torch thread per trial): the 2
 MLP (default init, 40 SGD steps, your lr 0.01) is cured by
 swap-activation(to=leaky_relu)+reinit(scheme=kaiming) at lr 0.1 (10x yours): loss 2.27 -> 2.00,
 health 16.1 -> 0.40 decades, 0.31 below the untreated band 2.308-2.315 (the untreated model
-stalls at every rate). The field cases (``cases/``, copies of the shared field files) run at
+stalls at every rate). The field cases (``tests/field/cases/``, copies of the shared field files) run at
 fewer steps than their docstrings' commands.
 """
 
@@ -24,7 +24,7 @@ from gradmedic.workflows.train import TrainConfig
 from gradmedic.workflows.treatment import treat
 from gradmedic.zoo import build_model, load_data
 
-CASES = Path(__file__).parent / "cases"
+CASES = Path(__file__).parents[2] / "field" / "cases"  # the field cases, one copy
 
 
 def _case(name: str, what: str) -> str:
@@ -74,7 +74,7 @@ def test_the_saved_transform_is_exactly_what_was_verified(sigmoid):
 
 
 def test_field_02_unscaled_regression_gets_a_finite_learning_treatment():
-    f = "treat_case_02_unscaled_regression.py"
+    f = "02_unscaled_regression_nan.py"
     res = treat(
         _case(f, "build_model"), _case(f, "build_data"), loss="mse", config=TrainConfig(steps=10)
     )
@@ -87,7 +87,7 @@ def test_field_02_unscaled_regression_gets_a_finite_learning_treatment():
 
 
 def test_field_10_nan_born_in_attention_gets_an_honest_no_cure():
-    f = "treat_case_10_attention_padding.py"
+    f = "10_attention_all_padding_nan.py"
     cfg = TrainConfig(steps=6)
     res = treat(_case(f, "build_model"), _case(f, "build_data"), loss="ce", config=cfg)
     assert res.verdict.startswith("no cure within 6 steps: your run at lr 0.01 is non-finite")
@@ -98,7 +98,7 @@ def test_field_10_nan_born_in_attention_gets_an_honest_no_cure():
 
 
 def test_field_16_diverging_transformer_is_cured_by_a_lower_rate():
-    f = "treat_case_16_tiny_gpt.py"
+    f = "16_tiny_gpt_learning_rate.py"
     cfg = TrainConfig(steps=20, lr=1.0, optimizer="adam")
     res = treat(
         _case(f, "build_model"), _case(f, "build_data"), loss=_case(f, "build_loss"), config=cfg
