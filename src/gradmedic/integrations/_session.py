@@ -30,7 +30,7 @@ from gradmedic.trace import read_trace
 from gradmedic.trace.sinks import Sink
 from gradmedic.workflows.checkup import diagnose
 
-__all__ = ["FindingsError", "Session", "gradient_facts"]
+__all__ = ["FindingsError", "Session", "SessionCallback", "gradient_facts"]
 
 log = logging.getLogger("gradmedic")
 
@@ -204,3 +204,43 @@ class Session:
                     self.report_path,
                 )
         return self.diagnosis
+
+
+class SessionCallback:
+    """What both training-framework callbacks share: the constructor (a :class:`Session` with
+    the Monitor's options) and the results (``diagnosis``, ``trace_path``, ``report_path``).
+    A subclass sets up its own fields in :meth:`_init_state`."""
+
+    def __init__(
+        self,
+        trace: str | Path | None = None,
+        *,
+        every: int = 20,
+        fail_on: str | None = None,
+        report: bool = True,
+        log: bool = True,
+        per_layer: bool = False,
+        sinks: Iterable[Sink] = (),
+        **monitor_options: Any,
+    ) -> None:
+        self.session = Session(
+            trace, every=every, fail_on=fail_on, report=report, sinks=sinks,
+            per_layer=per_layer, monitor_options=monitor_options,
+        )  # fmt: skip
+        self.log = log
+        self._init_state()
+
+    def _init_state(self) -> None:
+        """Set up the framework-specific fields (called at the end of ``__init__``)."""
+
+    @property
+    def diagnosis(self) -> Diagnosis | None:
+        return self.session.diagnosis
+
+    @property
+    def trace_path(self) -> Path | None:
+        return self.session.trace_path
+
+    @property
+    def report_path(self) -> Path | None:
+        return self.session.report_path

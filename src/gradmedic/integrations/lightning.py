@@ -28,16 +28,13 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from gradmedic.diagnosis import Diagnosis
-from gradmedic.integrations._session import FindingsError, Session, gradient_facts
+from gradmedic.integrations._session import FindingsError, SessionCallback, gradient_facts
 from gradmedic.monitor.probes import amp_scale
-from gradmedic.trace.sinks import Sink
 
 try:
     import lightning.pytorch as pl
@@ -53,7 +50,7 @@ except ImportError:  # the older package name
 __all__ = ["FindingsError", "GradmedicCallback"]
 
 
-class GradmedicCallback(pl.Callback):
+class GradmedicCallback(SessionCallback, pl.Callback):
     """Record gradient flow over a Lightning fit, diagnose it and write the report.
 
     Args:
@@ -83,38 +80,10 @@ class GradmedicCallback(pl.Callback):
         print(cb.diagnosis.slugs(), cb.report_path)
     """
 
-    def __init__(
-        self,
-        trace: str | Path | None = None,
-        *,
-        every: int = 20,
-        fail_on: str | None = None,
-        report: bool = True,
-        log: bool = True,
-        per_layer: bool = False,
-        sinks: Iterable[Sink] = (),
-        **monitor_options: Any,
-    ) -> None:
-        self.session = Session(
-            trace, every=every, fail_on=fail_on, report=report, sinks=sinks,
-            per_layer=per_layer, monitor_options=monitor_options,
-        )  # fmt: skip
-        self.log = log
+    def _init_state(self) -> None:
         self._trainer: Any = None
         self._scaler: Any = None
         self._loss_factor = 1.0
-
-    @property
-    def diagnosis(self) -> Diagnosis | None:
-        return self.session.diagnosis
-
-    @property
-    def trace_path(self) -> Path | None:
-        return self.session.trace_path
-
-    @property
-    def report_path(self) -> Path | None:
-        return self.session.report_path
 
     # ------------------------------------------------------------------ fit
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:

@@ -34,16 +34,14 @@ Example::
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from gradmedic.diagnosis import Diagnosis
 from gradmedic.errors import ConfigError
-from gradmedic.integrations._session import FindingsError, Session, gradient_facts
-from gradmedic.trace.sinks import Sink
+from gradmedic.integrations._session import FindingsError, SessionCallback, gradient_facts
 
 try:
     import transformers
@@ -65,7 +63,7 @@ def _loss_of(output: Any) -> torch.Tensor | None:
     return loss if isinstance(loss, torch.Tensor) and loss.numel() == 1 else None
 
 
-class GradmedicCallback(TrainerCallback):
+class GradmedicCallback(SessionCallback, TrainerCallback):
     """Record gradient flow over a Hugging Face ``Trainer`` run, diagnose it, write the report.
 
     Args: as :class:`gradmedic.integrations.lightning.GradmedicCallback` (``trace`` defaults
@@ -83,23 +81,7 @@ class GradmedicCallback(TrainerCallback):
         print(cb.diagnosis.slugs(), cb.report_path)
     """
 
-    def __init__(
-        self,
-        trace: str | Path | None = None,
-        *,
-        every: int = 20,
-        fail_on: str | None = None,
-        report: bool = True,
-        log: bool = True,
-        per_layer: bool = False,
-        sinks: Iterable[Sink] = (),
-        **monitor_options: Any,
-    ) -> None:
-        self.session = Session(
-            trace, every=every, fail_on=fail_on, report=report, sinks=sinks,
-            per_layer=per_layer, monitor_options=monitor_options,
-        )  # fmt: skip
-        self.log = log
+    def _init_state(self) -> None:
         self.trainer: Any = None
         self._handles: list[Any] = []
         self._pending: list[dict[str, float]] = []
@@ -115,18 +97,6 @@ class GradmedicCallback(TrainerCallback):
         cb.trainer = trainer
         trainer.add_callback(cb)
         return cb
-
-    @property
-    def diagnosis(self) -> Diagnosis | None:
-        return self.session.diagnosis
-
-    @property
-    def trace_path(self) -> Path | None:
-        return self.session.trace_path
-
-    @property
-    def report_path(self) -> Path | None:
-        return self.session.report_path
 
     # ------------------------------------------------------------------ train
     def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
