@@ -105,6 +105,16 @@ def _softplus_derivative(p: Mapping[str, Any], m: nn.Module | None) -> Derivativ
     return Derivative("softplus", lambda x: torch.sigmoid(b * x), 1.0)
 
 
+def _shrink_derivative(name: str) -> Callable[[Mapping[str, Any], nn.Module | None], Derivative]:
+    """Soft- and hardshrink: slope 1 where ``|x| > lambd``, else 0 (a 0/1 slope, counted)."""
+
+    def build(p: Mapping[str, Any], m: nn.Module | None) -> Derivative:
+        lam = float(p["lambd"])
+        return Derivative(name, dshrink(lam), 1.0, lambda x: x.abs() > lam)
+
+    return build
+
+
 #: Every activation kind, by canonical name (the zoo, theory and CLI syntax). Order matters
 #: for :func:`kind_of`: a subclass (ReLU6 of Hardtanh) comes before its base.
 KINDS: dict[str, ActivationKind] = {
@@ -296,24 +306,14 @@ KINDS: dict[str, ActivationKind] = {
         _k(
             "softshrink",
             nn.Softshrink,
-            lambda p, m: Derivative(
-                "softshrink",
-                dshrink(float(p["lambd"])),
-                1.0,
-                lambda x, lam=float(p["lambd"]): x.abs() > lam,
-            ),
+            _shrink_derivative("softshrink"),
             params=(("lambd", 0.5),),
             tails="none",
         ),
         _k(
             "hardshrink",
             nn.Hardshrink,
-            lambda p, m: Derivative(
-                "hardshrink",
-                dshrink(float(p["lambd"])),
-                1.0,
-                lambda x, lam=float(p["lambd"]): x.abs() > lam,
-            ),
+            _shrink_derivative("hardshrink"),
             params=(("lambd", 0.5),),
             tails="none",
         ),

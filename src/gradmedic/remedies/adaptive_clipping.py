@@ -91,6 +91,13 @@ class _EmaZ:
             return 0.0 if g <= self.mu else math.inf
         return (g - self.mu) / sd
 
+    def warm_up(self, g: float) -> bool:
+        """During warm-up take ``g`` into the plain mean and return True; after it, False."""
+        if self.ready:
+            return False
+        self.update(g)
+        return True
+
     def update(self, g: float) -> None:
         if not self.ready:
             self.seen.append(g)
@@ -128,8 +135,7 @@ class ZClip(Clipper):
 
     def _clip(self, params: Any, grads: list[torch.Tensor], norm: float) -> bool:
         s = self.stats
-        if not s.ready:
-            s.update(norm)
+        if s.warm_up(norm):
             self.actions.append("warmup")
             return False
         z = s.z(norm)
@@ -261,8 +267,7 @@ class SkipStep(Clipper):
 
     def _clip(self, params: Any, grads: list[torch.Tensor], norm: float) -> bool:
         s = self.stats
-        if not s.ready:
-            s.update(norm)
+        if s.warm_up(norm):
             self.actions.append("warmup")
             return False
         if s.z(norm) > self.z_thresh:
