@@ -39,6 +39,7 @@ from gradmedic.errors import ConfigError
 
 __all__ = [
     "NONE_WORDS",
+    "USER_MODULE_PREFIX",
     "Options",
     "accepts_keyword",
     "is_factory_ref",
@@ -56,6 +57,10 @@ _CALL = re.compile(r"^([A-Za-z_][A-Za-z0-9_\-]*)\s*\((.*)\)$", re.DOTALL)
 
 #: The words that mean "no value" where an option allows one (compared lower-case).
 NONE_WORDS: tuple[str, ...] = ("none", "null")
+
+#: The ``sys.modules`` names of imported factory files start with this (a trial runner that
+#: sends the model to other processes pickles these modules by value: no worker can import them).
+USER_MODULE_PREFIX = "gradmedic_user_"
 
 
 def is_none_text(value: Any) -> bool:
@@ -352,7 +357,7 @@ def _split_ref(ref: str) -> tuple[str, str]:
 
 def _import_file(path: Path) -> ModuleType:
     stem = re.sub(r"\W", "_", path.stem)
-    mod_name = f"gradmedic_user_{stem}_{abs(hash(str(path))) & 0xFFFFFFFF:x}"
+    mod_name = f"{USER_MODULE_PREFIX}{stem}_{abs(hash(str(path))) & 0xFFFFFFFF:x}"
     spec = importlib.util.spec_from_file_location(mod_name, path)
     if spec is None or spec.loader is None:  # pragma: no cover - only for odd suffixes
         raise ConfigError(f"cannot import factory file '{path}'; give a .py file")

@@ -47,10 +47,10 @@ def treat(
         str, typer.Option(help="Wall-time budget (90s, 5m, 1h; none): stop and report.")
     ] = "5m",
     executor: Annotated[
-        str, typer.Option(help="Where trials run: auto, serial or process.")
+        str, typer.Option(help="Where trials run: auto, serial, process or ray.")
     ] = "auto",
     workers: Annotated[
-        int | None, typer.Option(help="Worker processes (default: one per free core).")
+        int | None, typer.Option(help="Worker processes or Ray tasks (default: one per free core).")
     ] = None,
     as_json: JsonOpt = False,
     no_report: Annotated[bool, typer.Option("--no-report", help="Skip the HTML report.")] = False,

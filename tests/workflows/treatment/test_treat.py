@@ -137,5 +137,3 @@ def test_bad_input_fails_before_training_with_clear_messages():
         treat(42, "digits")
     with pytest.raises(ConfigError, match="budget 'soon' is not a duration"):
         treat("mlp:depth=3,width=8", "digits", budget="soon")
-    with pytest.raises(ConfigError, match="ray executor is not available"):
-        treat("mlp:depth=3,width=8", "digits", executor="ray")

@@ -11,7 +11,7 @@ verdict says in words whether the model is *cured*, *improved* or has *no cure w
 - :mod:`~gradmedic.workflows.treatment.grid`: the learning-rate grid, pruning and budget;
 - :mod:`~gradmedic.workflows.treatment.trials`, :mod:`~gradmedic.workflows.treatment.
   executors` and :mod:`~gradmedic.workflows.treatment.search`: independent trials, where they
-  run (this process or worker processes), and the order they are decided in;
+  run (this process, worker processes or Ray tasks), and the order they are decided in;
 - :mod:`~gradmedic.workflows.treatment.metrics`: the numbers each run is measured by (gradient
   health from :func:`gradmedic.trace.derived.signal_ratio`, or through time for recurrent
   models);

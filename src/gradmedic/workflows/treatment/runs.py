@@ -157,12 +157,14 @@ def treat(
         progress: called as ``progress(done, planned, text)`` after each trial.
         budget: wall time (``"5m"``, ``"90s"``, seconds; None: unlimited): no trial starts
             after it and running ones stop; the result is what had run.
-        executor: ``auto`` | ``serial`` | ``process`` (:mod:`~gradmedic.workflows.treatment.
-            executors`); ``workers``: processes (default: one per free core).
+        executor: ``auto`` | ``serial`` | ``process`` | ``ray`` (:mod:`~gradmedic.workflows.
+            treatment.executors`); ``workers``: processes or Ray tasks at a time (default: one
+            per free core; on a Ray cluster, its CPU count).
 
     Raises UnknownNameError for a remedy name that does not exist and ConfigError (listing the
     remedies that apply) for one that does not apply, both before any training; ConfigError
-    for a bad budget, executor or worker count; the training errors of the untreated run.
+    for a bad budget, executor or worker count, and for ``ray`` when Ray is missing or cannot
+    take the model; the training errors of the untreated run.
     """
     cfg = config or TrainConfig()
     seconds = parse_budget(budget)
