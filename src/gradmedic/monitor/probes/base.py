@@ -47,6 +47,7 @@ __all__ = [
     "head",
     "norm",
     "scaled",
+    "spread_sample",
     "tensors_in",
     "to_host",
 ]
@@ -54,8 +55,14 @@ __all__ = [
 #: Tensors up to this size always get their norm in float64 (cheap); larger ones in float32
 #: once their previous record showed a signal far from float32's underflow.
 WIDE_NORM_MAX = 1 << 12
-#: Entries used for activation statistics (the first samples of the batch); dead units use all.
-STATS_MAX = 1 << 18
+#: Entries used for activation statistics (whole leading samples of the batch, at least one):
+#: a mean over 16,384 entries has a standard error below 1% of its spread; dead units use all.
+STATS_MAX = 1 << 14
+#: Entries of a parameter on which its update ratio is measured: ``UPDATE_SAMPLE //
+#: UPDATE_BLOCK`` blocks of ``UPDATE_BLOCK`` contiguous entries spread evenly over the tensor
+#: (every row region of an embedding table is seen); smaller parameters are measured whole.
+UPDATE_SAMPLE = 1 << 15
+UPDATE_BLOCK = 1 << 10
 #: float32 norms are safe between underflow (~1e-19 per entry) and overflow (~1e19 in norm).
 F32_SAFE = (1e-8, 1e15)
 
@@ -128,7 +135,9 @@ def foreach_norms(
     """L2 norms of many tensors with one fused kernel per (device, dtype, width) group.
 
     ``wide[i]`` accumulates tensor i in float64 (no underflow for entries below 1e-19, at the
-    price of a conversion); the others use their own dtype. Results are float64 scalars.
+    price of a conversion); the others use their own dtype. Results are float64 scalars. On
+    the CPU, where ``torch._foreach_norm`` is a loop of its own that measured slower than
+    this one (benchmarks/RESULTS.md, "Recorded-step profile"), each tensor gets its own norm.
     """
     out: dict[int, torch.Tensor] = {}
     groups: dict[tuple[Any, Any, bool], list[int]] = defaultdict(list)
@@ -137,7 +146,13 @@ def foreach_norms(
         groups[(t.device, t.dtype, w or t.numel() <= WIDE_NORM_MAX)].append(i)
     for (_, _, w), idxs in groups.items():
         ts = [tensors[i].detach() for i in idxs]
-        norms = torch._foreach_norm(ts, 2, dtype=torch.float64) if w else torch._foreach_norm(ts)
+        if ts[0].device.type == "cpu":
+            kw = {"dtype": torch.float64} if w else {}
+            norms = [torch.linalg.vector_norm(t, **kw) for t in ts]
+        elif w:
+            norms = torch._foreach_norm(ts, 2, dtype=torch.float64)
+        else:
+            norms = torch._foreach_norm(ts)
         for i, n in zip(idxs, norms, strict=True):
             out[i] = n.double()
     return [out[i] for i in range(len(tensors))]
@@ -150,6 +165,24 @@ def head(t: torch.Tensor) -> torch.Tensor:
         return t.reshape(-1)
     keep = max(1, STATS_MAX * t.shape[0] // n)
     return t[:keep].reshape(-1)
+
+
+def spread_sample(t: torch.Tensor) -> torch.Tensor:
+    """``t`` itself when it has at most ``UPDATE_SAMPLE`` entries (or is not contiguous), else
+    a view of ``UPDATE_SAMPLE // UPDATE_BLOCK`` blocks of ``UPDATE_BLOCK`` contiguous entries
+    spread evenly over it (shape ``(blocks, UPDATE_BLOCK)``; no copy). The same shape always
+    gives the same entries.
+
+    >>> spread_sample(torch.zeros(1 << 20)).shape
+    torch.Size([32, 1024])
+    """
+    n = t.numel()
+    if n <= UPDATE_SAMPLE or not t.is_contiguous():
+        return t
+    blocks = n // UPDATE_BLOCK
+    keep = UPDATE_SAMPLE // UPDATE_BLOCK
+    rows = t.reshape(-1)[: blocks * UPDATE_BLOCK].view(blocks, UPDATE_BLOCK)
+    return rows[:: blocks // keep][:keep]
 
 
 def scaled(vec: torch.Tensor, scale: torch.Tensor | None) -> torch.Tensor:

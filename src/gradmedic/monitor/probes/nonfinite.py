@@ -1,12 +1,15 @@
 """Non-finite values: where a NaN/Inf was born (a module, or the loss), and a sentinel.
 
-On a recorded step every tensor a hooked module takes or returns is reduced to one float64 sum,
-once (a block that returns its last child's output, or a layer fed by the previous one, reuses
-that sum while the tensor is unchanged). NaN/Inf propagate into it,
-and a float64 sum of finite float32/float16 entries cannot overflow, so a value counts as
-non-finite exactly when it is non-finite *in the dtype the model uses* (an overflow of float32
-at 3.4e38 is seen in the layer that produced it, not one earlier). The sums are read with
-everything else (one host transfer) and give, in this order:
+On a recorded step every tensor a hooked module takes or returns is reduced to its minimum and
+maximum (``torch.aminmax``: one pass in the tensor's own dtype), once (a block that returns its
+last child's output, or a layer fed by the previous one, reuses them while the tensor is
+unchanged). NaN propagates into both and ±Inf into one, and the extremes of finite entries
+cannot overflow, so a value counts as non-finite exactly when it is non-finite *in the dtype
+the model uses* (an overflow of float32 at 3.4e38 is seen in the layer that produced it, not
+one earlier). A float64 sum, used before, was as exact but 5x (a 131k-entry activation) to
+100x (a 4M-entry feature map) slower on the CPU, where the conversion is not vectorised
+(benchmarks/RESULTS.md). The extremes are read with everything else (one host transfer) and
+give, in this order:
 
 * ``NONFINITE_FORWARD``: the module where the value was born: the first module to finish its
   forward whose output is non-finite while all its inputs were finite. Modules finish before
@@ -161,17 +164,19 @@ class NonFiniteProbe(Sentinel, Probe):
         self._out_grads.append(norm(g))
 
     def _index_of(self, t: torch.Tensor) -> int:
-        """Index of ``t``'s float64 sum: summed once, reused while ``t`` is unchanged (the
-        same tensor at the same version; an in-place op makes a new sum)."""
+        """Index of ``t``'s minimum in :attr:`_sums` (its maximum follows): reduced once,
+        reused while ``t`` is unchanged (the same tensor at the same version; an in-place op
+        makes a new pair)."""
         compiling = torch.compiler.is_compiling()  # (no guards on tensor ids under TorchDynamo)
         hit = None if compiling else self._known.get(id(t))
         if hit is not None and hit[0]() is t and hit[2] == t._version:
             return hit[1]
+        index = len(self._sums)
         with torch.no_grad():
-            self._sums.append(_sum64(t))
+            self._sums.extend(_extremes(t))
         if not compiling:
-            self._known[id(t)] = (weakref.ref(t), len(self._sums) - 1, t._version)
-        return len(self._sums) - 1
+            self._known[id(t)] = (weakref.ref(t), index, t._version)
+        return index
 
     # ------------------------------------------------------------------ reading
     def read(self, scale: torch.Tensor | None) -> list[torch.Tensor]:
@@ -244,10 +249,13 @@ class NonFiniteProbe(Sentinel, Probe):
                 self._halting = (step, where)
 
     def _birth(self, sums: list[float], psum: list[float]) -> tuple[str | None, str]:
-        bad = [c for c in self._calls if not all(math.isfinite(sums[i]) for i in c[2])]
+        def finite(indices: tuple[int, ...]) -> bool:
+            return all(math.isfinite(sums[i]) and math.isfinite(sums[i + 1]) for i in indices)
+
+        bad = [c for c in self._calls if not finite(c[2])]
         if not bad:
             return None, _FWD_DETAIL
-        born = next((c for c in bad if all(math.isfinite(sums[i]) for i in c[1])), None)
+        born = next((c for c in bad if finite(c[1])), None)
         if born is None:
             return bad[0][0], _FWD_DETAIL_INPUT
         if psum and not all(math.isfinite(psum[i]) for i in self._param_indices(born[0])):
@@ -289,9 +297,15 @@ class NonFiniteProbe(Sentinel, Probe):
         self.events.append({"step": step, "kind": kind.value, "module": module, "detail": detail})
 
 
-def _sum64(t: torch.Tensor) -> torch.Tensor:
+def _extremes(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(minimum, maximum) of ``t`` as 0-d tensors in its dtype (of the real view of a complex
+    tensor; zeros for an empty one)."""
     t = t.detach()
-    return (torch.view_as_real(t) if t.is_complex() else t).sum(dtype=torch.float64)
+    t = torch.view_as_real(t) if t.is_complex() else t
+    if t.numel() == 0:
+        zero = t.new_zeros(())
+        return zero, zero
+    return tuple(torch.aminmax(t))
 
 
 def _first_bad_name(names: list[str], values: list[float]) -> str | None:

@@ -8,7 +8,12 @@ Recorded quantities (``Quantity`` members; module ``m``, parameter ``p``):
 * ``PARAM_NORM`` ``||W||`` (with ``weights=True``);
 * ``UPDATE_RATIO`` ``||W_after - W_before|| / ||W_before||`` of the optimizer step (with
   ``weights=True`` and an optimizer): the parameters are copied into reused buffers in the
-  optimizer's step pre-hook and the difference is taken at the step's end.
+  optimizer's step pre-hook and the difference is taken at the step's end. A parameter of
+  more than ``UPDATE_SAMPLE`` (32,768) entries is measured on that many entries, in blocks
+  spread evenly over it (``base.spread_sample``): the copy and the difference are what made
+  a recorded step of a wide MLP expensive (benchmarks/RESULTS.md), and a ratio over 32,768
+  entries is within about 1% of the whole for a dense update. A DTensor (FSDP2) is measured
+  whole, so every rank records the global ratio.
 
 A parameter used by a functional layer (``x @ W.T`` in ``forward``) has its rows repeated
 under the pseudo-module's name as parameter ``weight`` (:attr:`ParamsProbe.aliases`), so the
@@ -42,7 +47,7 @@ from torch import nn
 
 from gradmedic.errors import ModelError
 from gradmedic.monitor.hooks import Hooks
-from gradmedic.monitor.probes.base import F32_SAFE, Probe, foreach_norms
+from gradmedic.monitor.probes.base import F32_SAFE, Probe, foreach_norms, spread_sample
 from gradmedic.trace import Quantity, Row
 
 __all__ = ["ParamsProbe"]
@@ -106,13 +111,17 @@ class ParamsProbe(Probe):
             return
         params = [p for _, _, p in self.names if p.grad is not None]
         with torch.no_grad():
-            if [id(p) for p in params] != self._snap_ids:
-                self._snap_bufs = [p.detach().clone() for p in params]
+            samples = [_sample(p) for p in params]
+            if [id(p) for p in params] != self._snap_ids or any(
+                b.shape != s.shape for b, s in zip(self._snap_bufs, samples, strict=True)
+            ):
+                self._snap_bufs = [s.clone() for s in samples]
                 self._snap_ids = [id(p) for p in params]
             else:
                 # local shards of DTensors (FSDP2): no sharding rule for _foreach_copy_
-                loc = [getattr(t, "_local_tensor", t) for t in self._snap_bufs]
-                torch._foreach_copy_(loc, [getattr(p, "_local_tensor", p.detach()) for p in params])
+                torch._foreach_copy_(
+                    [_local(b) for b in self._snap_bufs], [_local(t) for t in samples]
+                )
         self._snap_params = params
         self._snapshot = self._snap_bufs
 
@@ -135,7 +144,7 @@ class ParamsProbe(Probe):
             keys = [owner[id(p)] for p in self._snap_params]
             with torch.no_grad():
                 before = torch.stack(foreach_norms(self._snapshot, [False] * len(keys)))
-                torch._foreach_sub_(self._snapshot, [p.detach() for p in self._snap_params])
+                torch._foreach_sub_(self._snapshot, [_sample(p) for p in self._snap_params])
                 wide = [k not in self._g32_ok for k in keys]
                 delta = torch.stack(foreach_norms(self._snapshot, wide))
             out.append(delta / before.clamp_min(1e-30))
@@ -169,3 +178,12 @@ class ParamsProbe(Probe):
     def reset(self) -> None:
         self._snapshot = None
         self._labels = []
+
+
+def _sample(p: nn.Parameter) -> torch.Tensor:
+    """The entries of ``p`` its update ratio is measured on (a view; a DTensor whole)."""
+    return p.detach() if hasattr(p, "_local_tensor") else spread_sample(p.detach())
+
+
+def _local(t: torch.Tensor) -> torch.Tensor:
+    return getattr(t, "_local_tensor", t)
