@@ -32,6 +32,7 @@ from gradmedic.lab.registry import (
     new_figure,
 )
 from gradmedic.monitor import Monitor
+from gradmedic.monitor.probes.base import head
 from gradmedic.nn.activations import make_activation
 
 ALPHAS = (0.8, 0.9, 1.0, 1.1)
@@ -187,10 +188,12 @@ def mc_dphi_sq(act: str, q: float, n: int, seed: int = 0) -> tuple[float, float]
         mon.step(out)
     f = mon.trace().frame
     mean = float(f[(f["module"] == "1") & (f["quantity"] == "dphi_sq_mean")]["value"].iloc[0])
-    # standard error from the same samples (autograd derivative, independent of the Monitor)
+    # standard error from the same samples (autograd derivative, independent of the Monitor),
+    # those the Monitor's statistics use: the leading STATS_MAX entries
     hh = h.clone().requires_grad_(True)
     (g,) = torch.autograd.grad(make_activation(act).double()(hh).sum(), hh)
-    se = float(g.square().std() / math.sqrt(n))
+    g = head(g)
+    se = float(g.square().std() / math.sqrt(g.numel()))
     return mean, se
 
 

@@ -136,8 +136,10 @@ class Hooks:
         flows back through ``module`` alone.
 
         The view is an identity node (training is unchanged); an input that needs no gradient
-        becomes a detached leaf that does, unless the module has no trainable parameter (a
-        backward pass is never pulled through a frozen part of the model). For a module that
+        (the model's data) becomes a detached leaf that does, unless the module has no
+        trainable parameter (a backward pass is never pulled through a frozen part of the
+        model) or no listener asks for it this step (a probe's ``leaf_inputs``, default True:
+        that gradient costs an extra product the model never needs). For a module that
         works in place, the hook goes on the input itself (it sees ``dL/d(input)``). A tensor
         passed at several positions (``attn(h, h, h)``) gets one view used at all of them, so
         the module's own ``is`` checks (the self-attention path) and its arithmetic stay those
@@ -160,7 +162,10 @@ class Hooks:
                 if a.requires_grad:  # a hook before the in-place op sees dL/d(input)
                     self.tensor(a, functools.partial(on_grad, i))
                 continue
-            if not a.requires_grad and not self._trainable.get(name, False):
+            if not a.requires_grad and not (
+                self._trainable.get(name, False)
+                and any(getattr(p, "leaf_inputs", True) for p in listeners)
+            ):
                 continue
             a2 = a.view_as(a) if a.requires_grad else a.detach().requires_grad_(True)
             self.tensor(a2, functools.partial(on_grad, i))

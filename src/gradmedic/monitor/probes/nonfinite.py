@@ -183,9 +183,6 @@ class NonFiniteProbe(Sentinel, Probe):
         out = self.curve_read()  # the every-step curves of the unrecorded iterations, first
         if not self.enabled:
             return out
-        self._read_first_bad = self._first_bad is not None
-        if self._read_first_bad:  # a hit from an unrecorded step, read in this transfer
-            out.append(self._first_bad.double())
         self._layout = [len(self._sums), len(self.signal.order), len(self._out_grads), 0]
         self._order = [n for n, _ in self.signal.order]
         for part in (self._sums, [s for _, s in self.signal.order], self._out_grads):
@@ -202,9 +199,6 @@ class NonFiniteProbe(Sentinel, Probe):
         values = self.curve_rows(values)
         if not self.enabled:
             return
-        if self._read_first_bad:
-            self.flush(values[0])
-            values = values[1:]
         n_sum, n_ord, n_og, n_p = self._layout
         sums = values[:n_sum]
         bwd_norms = values[n_sum : n_sum + n_ord]
@@ -289,7 +283,6 @@ class NonFiniteProbe(Sentinel, Probe):
         self._psum: torch.Tensor | None = None
         self._order: list[str] = []
         self._layout = [0, 0, 0, 0]
-        self._read_first_bad = False
         #: the GradScaler skipped this step's optimizer.step() (set by the Monitor)
         self.skipped = False
 

@@ -1,9 +1,10 @@
 """The NaN sentinel of unrecorded steps (a mixin of the non-finite probe) and the halt error.
 
-Unrecorded steps keep one fused float32 norm over all gradients (and the observed losses) on
-the device and remember the first step where it is NaN, without a host sync
-(:meth:`Sentinel.sentinel`). It is reported, with its exact step, at the next recorded step or
-at detach (:meth:`Sentinel.flush`). Inf alone is left to the recorded steps: a float32 sum of
+Unrecorded steps keep one norm over all gradients (float32 where the last record allows) and
+the observed loss on the device, without a host sync (:meth:`Sentinel.sentinel`): the
+every-step curves below. The first step where either is NaN is found when those curves are
+read, at the next recorded step or at detach (:meth:`Sentinel.flush`), and reported with its
+exact step. Inf alone is left to the recorded steps: a float32 sum of
 squares overflows for finite gradients above ~1e19, which is an exploding gradient, not a NaN.
 After an event the sentinel rests until a recorded step is finite again.
 
@@ -38,7 +39,7 @@ from typing import Any
 import torch
 
 from gradmedic.errors import GradmedicError
-from gradmedic.monitor.probes.base import foreach_norms
+from gradmedic.monitor.probes.base import global_norm
 from gradmedic.monitor.probes.params import ParamsProbe
 from gradmedic.trace import Quantity, Row
 
@@ -68,13 +69,16 @@ class Sentinel:
     _event: Callable[..., None]
 
     def init_sentinel(self) -> None:
-        self._first_bad: torch.Tensor | None = None
+        #: kept for the distributed reduction's layout: the sentinel has no separate hit read
         self._read_first_bad = False
         self._reported = False  # an event was reported; the sentinel rests until a finite record
-        self._curve: list[torch.Tensor] = []  # per iteration [grad norm, loss, scale] (float64)
-        #: per entry: step, skipped, and whether it has a gradient norm, a loss, a scale
-        self._curve_steps: list[tuple[int, bool, bool, bool, bool]] = []
+        #: per iteration a float vector [grad norm, loss, scale] (NaN where absent), in chunks
+        self._curve: list[torch.Tensor] = []
+        #: per entry: step, skipped, whether it has a gradient norm, a loss, a scale, and
+        #: whether a NaN in it is an event (enabled, not resting, not skipped by the scaler)
+        self._curve_steps: list[tuple[int, bool, bool, bool, bool, bool]] = []
         self._curve_read = 0  # how many entries of the curve the current recorded read holds
+        self._nan: dict[Any, torch.Tensor] = {}  # a NaN placeholder per device
         #: writes the curve rows (the Monitor: to the trace only; sinks get recorded steps)
         self.emit_curve: Callable[[list[Row]], None] = self.emit
 
@@ -85,40 +89,37 @@ class Sentinel:
         scale: torch.Tensor | None = None,
         skipped: bool = False,
     ) -> None:
-        """Unrecorded step: one fused float32 norm over every gradient, kept on the device with
-        the mean of ``losses`` and the AMP ``scale`` for the every-step curves; the first step
-        whose norm or loss is NaN is remembered without a host sync. A step the GradScaler
-        ``skipped`` is not checked (its inf/NaN is the scaler's overflow probe)."""
+        """Unrecorded step: one norm over every gradient, kept on the device with the mean of
+        ``losses`` and the AMP ``scale`` for the every-step curves (one stack per step, no
+        host sync); a NaN in the norm or the loss is found in those curves when they are read,
+        which dates it exactly. A step the GradScaler ``skipped`` is not checked (its
+        inf/NaN is the scaler's overflow probe)."""
         items = self.params.grads()
-        grads = [g for *_, g in items]
         gnorm = None
-        if grads:  # float32 where the last record was in range (no overflow above ~1e19)
+        if items:  # float32 where the last record was in range (no overflow above ~1e19)
             ok = self.params._g32_ok
-            norms = foreach_norms(grads, [(m, n) not in ok for m, n, *_ in items])
-            gnorm = torch.linalg.vector_norm(torch.stack(norms))
-        loss = torch.stack(losses).mean().reshape(()) if losses else None
+            gnorm = global_norm([g for *_, g in items], [(m, n) not in ok for m, n, *_ in items])
+        loss = None
+        if losses:
+            loss = losses[0] if len(losses) == 1 else torch.stack(losses).mean()
         parts = [p for p in (gnorm, loss, scale) if p is not None]
         if not parts:
             return
         dev = parts[0].device
-        nan = torch.full((), math.nan, dtype=torch.float64, device=dev)
-        vec = torch.stack(
-            [nan if p is None else p.to(dev, torch.float64) for p in (gnorm, loss, scale)]
-        )
+        nan = self._nan.get(dev)
+        if nan is None:
+            nan = self._nan[dev] = torch.full((), math.nan, dtype=torch.float64, device=dev)
+        vec = torch.stack([nan if p is None else p.reshape(()) for p in (gnorm, loss, scale)])
         self._curve.append(vec)
-        have = (gnorm is not None, loss is not None, scale is not None)
-        self._curve_steps.append((step, skipped, *have))
+        check = self.enabled and not self._reported and not skipped
+        check = check and (gnorm is not None or loss is not None)
+        self._curve_steps.append(
+            (step, skipped, gnorm is not None, loss is not None, scale is not None, check)
+        )
         if len(self._curve) >= _CURVE_CHUNK:  # bounded number of tensors (never-recording runs)
             self._curve = [torch.cat([c.reshape(-1) for c in self._curve])]
-        if not self.enabled or self._reported or skipped or (gnorm is None and loss is None):
-            return
-        checked = [p for p in (gnorm, loss) if p is not None]
-        bad = torch.isnan(vec[0] + vec[1] if len(checked) == 2 else checked[0])
-        mark = torch.tensor(step, device=dev)
-        if self._first_bad is None or self._first_bad.device != dev:
-            self._first_bad = torch.full((), -1, dtype=torch.long, device=dev)
-        self._first_bad = torch.where(bad & (self._first_bad < 0), mark, self._first_bad)
-        if self.halt and bool(bad):
+        checked = [p.double() for p in (gnorm, loss) if p is not None]
+        if self.halt and check and bool(torch.isnan(torch.stack(checked).sum())):
             self.flush()
             halt(step, None)
 
@@ -130,13 +131,17 @@ class Sentinel:
         return [torch.cat([c.reshape(-1) for c in self._curve])]
 
     def curve_rows(self, values: list[float]) -> list[float]:
-        """Write the curve rows from the head of ``values`` (as read by :meth:`curve_read`);
-        returns the rest."""
+        """Write the curve rows from the head of ``values`` (as read by :meth:`curve_read`),
+        and the event of the first checked iteration whose norm or loss is NaN; returns the
+        rest."""
         n = self._curve_read
         if not n:
             return values
         rows: list[Row] = []
-        for i, (step, skipped, has_norm, has_loss, has_amp) in enumerate(self._curve_steps[:n]):
+        first_bad = None
+        for i, (step, skipped, has_norm, has_loss, has_amp, check) in enumerate(
+            self._curve_steps[:n]
+        ):
             gnorm, loss, scale = values[3 * i : 3 * i + 3]
             if has_norm:
                 rows.append((step, "", "", Quantity.GRAD_NORM_TOTAL.value, None, gnorm))
@@ -145,34 +150,29 @@ class Sentinel:
             if has_amp:
                 rows.append((step, "", "", Quantity.AMP_SCALE.value, None, scale))
                 rows.append((step, "", "", Quantity.STEP_SKIPPED.value, None, float(skipped)))
+            bad = (has_norm and math.isnan(gnorm)) or (has_loss and math.isnan(loss))
+            if first_bad is None and check and bad:
+                first_bad = step
         self._curve, self._curve_steps, self._curve_read = [], [], 0
         self.emit_curve(rows)
+        if first_bad is not None and not self._reported:
+            self._reported = True
+            self._event(first_bad, Quantity.NONFINITE_GRADIENT, None, _SENTINEL_DETAIL)
+            self.emit(
+                [
+                    (first_bad, "", "", Quantity.NONFINITE_GRADIENT.value, None, 1.0),
+                    (first_bad, "", "", Quantity.NONFINITE.value, None, 1.0),
+                ]
+            )
         return values[3 * n :]
 
-    def flush_curve(self) -> None:
-        """Detach: read and write what the curve holds (one host transfer, at the end)."""
+    def flush(self) -> None:
+        """Detach (or halt): read what the curve holds and write its rows and its event (one
+        host transfer, at the end)."""
         if self._curve_steps:
             (flat,) = self.curve_read()
             flat = getattr(flat, "_local_tensor", flat)  # FSDP2: a replicated DTensor
             self.curve_rows(flat.cpu().tolist())
-
-    def flush(self, value: float | None = None) -> None:
-        """Turn a pending sentinel hit into an event and rows (``value``: the hit, if read)."""
-        if value is None:  # detach (or halt): the curve is read here, once
-            self.flush_curve()
-        if self._first_bad is None:
-            return
-        first = int(self._first_bad) if value is None else int(value)
-        self._first_bad = None
-        if first >= 0:
-            self._reported = True
-            self._event(first, Quantity.NONFINITE_GRADIENT, None, _SENTINEL_DETAIL)
-            self.emit(
-                [
-                    (first, "", "", Quantity.NONFINITE_GRADIENT.value, None, 1.0),
-                    (first, "", "", Quantity.NONFINITE.value, None, 1.0),
-                ]
-            )
 
 
 def halt(step: int, where: str | None) -> Any:

@@ -47,10 +47,11 @@ class StepProbe(Probe):
 
     def observe(self, loss: torch.Tensor | float) -> None:
         """Keep the loss of the current step on its device (no host sync)."""
-        if isinstance(loss, torch.Tensor):
-            self.losses.append(loss.detach().reshape(-1)[:1].double())
+        if isinstance(loss, torch.Tensor):  # 0-d, in its own dtype (stacking promotes)
+            loss = loss.detach()
+            self.losses.append(loss if loss.dim() == 0 else loss.reshape(-1)[0])
         else:
-            self.losses.append(torch.tensor([float(loss)], dtype=torch.float64))
+            self.losses.append(torch.tensor(float(loss), dtype=torch.float64))
 
     def forward(self, name: str, module: nn.Module, outs: list[torch.Tensor]) -> None:
         self._calls[name] += 1
