@@ -155,6 +155,7 @@ class Monitor(ModuleDispatch):
         self._watch_only: set[str] = set()
         self._fn = self._fn_live = None
         self._root_live = False
+        self._per_module: bool | None = None  # which module hooks are installed (None: none)
         self._guard = PassGuard(lambda: [p for *_, p in self._params.names])
         # iterations whose optimizer.step() a GradScaler skipped still count (issue 12)
         self._stepped = self._skipping = False
@@ -265,14 +266,22 @@ class Monitor(ModuleDispatch):
         self._fwd = [p for p in active if _overrides(p, "forward")]
         self._inputs = [p for p in active if _overrides(p, "wants_input")]
         self._any_pre = bool(self._pre or self._inputs)
+        # module hooks only when a probe measures modules this step (gradient norms alone
+        # need none); the root's hooks (step guard, output) whenever the step records
+        per_module = any(p.needs_modules() for p in {*self._pre, *self._fwd, *self._inputs})
         if self._recording and self._selected:
+            if self._per_module != per_module:
+                self._hooks.remove_modules()
+            hooked = self._hooked if per_module else []
             self._hooks.install_modules(
-                self._hooked, self._pre_hook, self._fwd_hook, root=self._root_hooks()
+                hooked, self._pre_hook, self._fwd_hook, root=self._root_hooks()
             )
-            self._fn_live = self._fn
+            self._fn_live = self._fn if per_module else None
+            self._per_module = per_module
         else:
             self._hooks.remove_modules()
             self._fn_live = None
+            self._per_module = None
 
     def _reset_step(self) -> None:
         self._drop_step_state()

@@ -152,6 +152,9 @@ class AttentionLogitsProbe(Probe):
         old = self._max.get(name)
         self._max[name] = value if old is None else torch.maximum(old, value)
 
+    def needs_modules(self) -> bool:
+        return bool(self._mha or self._proj)  # log Z comes from the root's hook
+
     def model_output(self, outs: list[torch.Tensor]) -> None:
         """The model's output tensors at the end of a forward (called by the Monitor)."""
         if self.on and outs:

@@ -53,6 +53,7 @@ __all__ = [
     "spread_sample",
     "tensors_in",
     "to_host",
+    "wide_norm",
 ]
 
 #: Tensors up to this size always get their norm in float64 (cheap); larger ones in float32
@@ -107,6 +108,11 @@ class Probe:
     def reset(self) -> None:
         """Drop the state of the step that just ended."""
 
+    def needs_modules(self) -> bool:
+        """Whether the module hooks must run for this probe when it is active (asked only of
+        probes that override ``pre_forward``, ``forward`` or ``wants_input``)."""
+        return True
+
 
 def tensors_in(obj: Any) -> list[torch.Tensor]:
     """Floating-point (or complex) tensors in a nested output (tensor, list, tuple, dict)."""
@@ -128,9 +134,32 @@ def norm(g: torch.Tensor, wide: bool = True) -> torch.Tensor:
     before they are read.
     """
     g = g.detach()
-    if wide or g.numel() <= WIDE_NORM_MAX:
+    if g.numel() <= WIDE_NORM_MAX:
         return torch.linalg.vector_norm(g, dtype=torch.float64)
+    if wide:
+        return wide_norm(g)
     return norm32(g)
+
+
+def wide_norm(t: torch.Tensor) -> torch.Tensor:
+    """L2 norm that neither underflows nor overflows, as a float64 0-d tensor.
+
+    On the CPU, where a float64 reduction of a float32 tensor is not vectorised (11 ms
+    against 0.15 ms for 4M entries), the tensor is scaled by its largest magnitude ``m`` and
+    ``m * ||t / m||`` taken in its own dtype: every scaled entry is at most 1, so the sum of
+    squares cannot overflow, and entries too small to square are below 1e-19 of the largest,
+    which they cannot move. NaN stays NaN, an infinite entry gives inf, all zeros give 0.
+    Elsewhere (CUDA) the float64 norm.
+
+    >>> float(wide_norm(torch.full((8192,), 1e-30)))  # float32 squares would be 0
+    9.05...e-29
+    """
+    if t.device.type != "cpu" or t.dtype == torch.float64 or not t.is_floating_point():
+        return torch.linalg.vector_norm(t, dtype=torch.float64)
+    lo, hi = torch.aminmax(t)
+    m = torch.maximum(hi, lo.neg())
+    scaled = norm32(t / m.clamp_min(torch.finfo(t.dtype).tiny)).double() * m.double()
+    return torch.where(torch.isinf(m), m.double(), scaled)
 
 
 def norm32(t: torch.Tensor) -> torch.Tensor:
@@ -178,9 +207,19 @@ def foreach_norms(
     with torch.no_grad():
         for (_, _, w), idxs in groups.items():
             ts = [tensors[i] for i in idxs]
-            if ts[0].device.type == "cpu":
+            if (
+                ts[0].device.type == "cpu"
+                and len(ts) > 2
+                and all(t.numel() <= WIDE_NORM_MAX and not hasattr(t, "_local_tensor") for t in ts)
+            ):  # many small tensors (biases): one concatenation, one segmented sum
+                norms = _small_norms(ts)
+            elif ts[0].device.type == "cpu":
                 if w:
-                    norms = [torch.linalg.vector_norm(t, dtype=torch.float64) for t in ts]
+                    norms = [
+                        wide_norm(t) if t.numel() > WIDE_NORM_MAX
+                        else torch.linalg.vector_norm(t, dtype=torch.float64)
+                        for t in ts
+                    ]  # fmt: skip
                 else:
                     norms = [norm32(t) for t in ts]
             elif w:
@@ -190,6 +229,14 @@ def foreach_norms(
             for i, n in zip(idxs, norms, strict=True):
                 out[i] = n
     return [out[i] for i in range(len(tensors))]
+
+
+def _small_norms(ts: list[torch.Tensor]) -> list[torch.Tensor]:
+    """float64 norms of small CPU tensors with a fixed number of operations."""
+    flat = torch.cat([t.reshape(-1) for t in ts]).double()
+    sizes = torch.tensor([t.numel() for t in ts])
+    seg = torch.repeat_interleave(torch.arange(len(ts)), sizes, output_size=flat.numel())
+    return list(flat.new_zeros(len(ts)).index_add_(0, seg, flat.square()).sqrt().unbind(0))
 
 
 def global_norm(tensors: list[torch.Tensor], wide: Sequence[bool]) -> torch.Tensor:

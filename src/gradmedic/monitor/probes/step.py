@@ -56,6 +56,9 @@ class StepProbe(Probe):
     def forward(self, name: str, module: nn.Module, outs: list[torch.Tensor]) -> None:
         self._calls[name] += 1
 
+    def needs_modules(self) -> bool:
+        return False  # calls are counted when another probe measures modules
+
     def read(self, scale: torch.Tensor | None) -> list[torch.Tensor]:
         self._amp = scale is not None
         out = [torch.stack(self.losses).mean().reshape(1)] if self.losses else []
