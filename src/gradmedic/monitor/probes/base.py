@@ -66,7 +66,11 @@ STATS_MAX = 1 << 14
 #: UPDATE_BLOCK`` blocks of ``UPDATE_BLOCK`` contiguous entries spread evenly over the tensor
 #: (every row region of an embedding table is seen); smaller parameters are measured whole.
 UPDATE_SAMPLE = 1 << 15
-UPDATE_BLOCK = 1 << 10
+UPDATE_BLOCK = 1 << 6
+#: From this size on, a wide norm on the CPU is scaled in float32 (``wide_norm``): below it
+#: the float64 reduction is cheaper (27 us against 50 us for 131k entries; 11 ms against
+#: 1.1 ms for 4M).
+WIDE_SCALED_MIN = 1 << 19
 #: float32 norms are safe between underflow (~1e-19 per entry) and overflow (~1e19 in norm).
 F32_SAFE = (1e-8, 1e15)
 
@@ -151,10 +155,15 @@ def wide_norm(t: torch.Tensor) -> torch.Tensor:
     which they cannot move. NaN stays NaN, an infinite entry gives inf, all zeros give 0.
     Elsewhere (CUDA) the float64 norm.
 
-    >>> float(wide_norm(torch.full((8192,), 1e-30)))  # float32 squares would be 0
-    9.05...e-29
+    >>> float(wide_norm(torch.full((1 << 20,), 1e-30)))  # float32 squares would be 0
+    1.024...e-27
     """
-    if t.device.type != "cpu" or t.dtype == torch.float64 or not t.is_floating_point():
+    if (
+        t.device.type != "cpu"
+        or t.dtype == torch.float64
+        or not t.is_floating_point()
+        or t.numel() < WIDE_SCALED_MIN
+    ):
         return torch.linalg.vector_norm(t, dtype=torch.float64)
     lo, hi = torch.aminmax(t)
     m = torch.maximum(hi, lo.neg())
@@ -276,11 +285,12 @@ def head(t: torch.Tensor) -> torch.Tensor:
 def spread_sample(t: torch.Tensor) -> torch.Tensor:
     """``t`` itself when it has at most ``UPDATE_SAMPLE`` entries (or is not contiguous), else
     a view of ``UPDATE_SAMPLE // UPDATE_BLOCK`` blocks of ``UPDATE_BLOCK`` contiguous entries
-    spread evenly over it (shape ``(blocks, UPDATE_BLOCK)``; no copy). The same shape always
-    gives the same entries.
+    spread over it at an odd stride of blocks, so that they do not all fall in the same
+    columns of a matrix whose rows are a power of two long (shape ``(blocks,
+    UPDATE_BLOCK)``; no copy). The same shape always gives the same entries.
 
     >>> spread_sample(torch.zeros(1 << 20)).shape
-    torch.Size([32, 1024])
+    torch.Size([512, 64])
     """
     n = t.numel()
     if n <= UPDATE_SAMPLE or not t.is_contiguous():
@@ -288,7 +298,9 @@ def spread_sample(t: torch.Tensor) -> torch.Tensor:
     blocks = n // UPDATE_BLOCK
     keep = UPDATE_SAMPLE // UPDATE_BLOCK
     rows = t.reshape(-1)[: blocks * UPDATE_BLOCK].view(blocks, UPDATE_BLOCK)
-    return rows[:: blocks // keep][:keep]
+    step = blocks // keep
+    step -= 1 - step % 2  # odd: blocks do not line up with a power-of-two row length
+    return rows[:: max(step, 1)][:keep]
 
 
 def scaled(vec: torch.Tensor, scale: torch.Tensor | None) -> torch.Tensor:
