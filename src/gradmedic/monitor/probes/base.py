@@ -42,6 +42,8 @@ from gradmedic.monitor.hooks import Hooks
 from gradmedic.trace import Row
 
 __all__ = [
+    "LEAF_INPUT_EVERY",
+    "LeafPace",
     "Probe",
     "foreach_norms",
     "global_norm",
@@ -116,6 +118,31 @@ class Probe:
         """Whether the module hooks must run for this probe when it is active (asked only of
         probes that override ``pre_forward``, ``forward`` or ``wants_input``)."""
         return True
+
+
+#: Recorded steps between two measurements of the gradient at an input that needs none
+#: (the model's data): that gradient is not part of training, and asking autograd for it adds
+#: a product as large as the first layer's weight gradient (2% of a step of a 20-layer MLP,
+#: 8% of a small conv net, 9% of an LSTM on raw features; benchmarks/RESULTS.md).
+LEAF_INPUT_EVERY = 10
+
+
+class LeafPace:
+    """Mixin of a probe that listens to module inputs: ``leaf_inputs`` (read by
+    ``Hooks.private_inputs``) is True on the first of its active steps and then on every
+    ``LEAF_INPUT_EVERY``-th, so the data-input gradient is asked for at that pace; inputs that
+    need a gradient anyway are measured on every active step."""
+
+    leaf_inputs = True
+    _paced = 0
+    _paced_step = -1
+
+    def pace(self, step: int, active: bool) -> None:
+        """Count ``step`` once (the Monitor plans a step again at attach) when ``active``."""
+        if active and step != self._paced_step:
+            self._paced_step = step
+            self.leaf_inputs = self._paced % LEAF_INPUT_EVERY == 0
+            self._paced += 1
 
 
 def tensors_in(obj: Any) -> list[torch.Tensor]:

@@ -6,7 +6,10 @@ the loss reads the last step). Two profiles over the time steps ``t`` (``Quantit
 loss / activation):
 
 * ``INPUT_GRAD_T`` ``||dL/dx_t||`` from the gradient at the module's private view of its input
-  sequence (cheap; on the ``rnn_time`` schedule; divided by the AMP scale);
+  sequence (cheap; on the ``rnn_time`` schedule; divided by the AMP scale). When that input
+  needs no gradient of its own (raw features fed to the RNN, not an embedding), asking for
+  it costs an extra product over the sequence, and the profile comes on the first and then
+  every 10th step of the schedule (``base.LEAF_INPUT_EVERY``);
 * ``HIDDEN_GRAD_T`` the total ``dL/dh_t = sum_{k >= t} dL_direct/dh_k * prod_{i=t+1..k}
   dh_i/dh_{i-1}`` (Pascanu, Mikolov & Bengio 2013, eq. 3-5) per layer (``parameter`` =
   ``layer<k>``), and ``HIDDEN_GRAD_T_LAST`` the same for the last step's error alone (on the
@@ -39,7 +42,7 @@ import torch
 from torch import nn
 
 from gradmedic.monitor.hooks import Hooks
-from gradmedic.monitor.probes.base import Probe, scaled
+from gradmedic.monitor.probes.base import LeafPace, Probe, scaled
 from gradmedic.monitor.schedule import Schedule
 from gradmedic.nn.modelinfo import RNN_TYPES
 from gradmedic.trace import Quantity, Row
@@ -174,7 +177,7 @@ def _per_layer_norms(gs: Any, L: int, T: int, device: torch.device) -> list[torc
     ]
 
 
-class RnnProbe(Probe):
+class RnnProbe(LeafPace, Probe):
     """Time profiles of the hooked RNN modules: ``input_grad_t`` on ``time``'s steps and the
     unrolled ``hidden_grad_t`` / ``hidden_grad_t_last`` on ``hidden``'s steps."""
 
@@ -195,6 +198,7 @@ class RnnProbe(Probe):
         self.time_on = bool(self._rnns) and recording and self.time(step)
         self.hidden_on = bool(self._rnns) and recording and self.hidden(step)
         self.on = self.time_on or self.hidden_on
+        self.pace(step, self.time_on)
         return self.on
 
     def wants_input(self, name: str) -> bool:

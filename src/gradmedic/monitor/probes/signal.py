@@ -11,11 +11,9 @@ reaches layer ``l``'s input is the one at its output times the layer's Jacobian,
   layers the gains multiply to the end-to-end ratio (``0.9**20 = 0.1216``).
 
 The gradient at an input that needs none (the model's data, at the first layer) is not part
-of training: asking autograd for it adds a product as large as that layer's weight gradient
-(2% of a step of a 20-layer MLP, 8% of a small conv net; benchmarks/RESULTS.md). It is
-measured on the first recorded step and then on every ``LEAF_INPUT_EVERY``-th (10th) recorded
-step, so the first layer's ``signal_in`` and ``gain`` rows come at that pace; every other
-signal row comes on every recorded step.
+of training and costs an extra product (``base.LEAF_INPUT_EVERY``): it is measured on the
+first recorded step and then on every 10th, so the first layer's ``signal_in`` and ``gain``
+rows come at that pace; every other signal row comes on every recorded step.
 
 A module called several times in one step accumulates the squared norms of all calls. Under
 AMP the signals are divided by the GradScaler's scale. The norms, in the order backward
@@ -41,17 +39,22 @@ import torch
 from torch import nn
 
 from gradmedic.monitor.hooks import Hooks
-from gradmedic.monitor.probes.base import F32_SAFE, Probe, norm, scaled, segment_norms
+from gradmedic.monitor.probes.base import (
+    F32_SAFE,
+    LeafPace,
+    Probe,
+    norm,
+    scaled,
+    segment_norms,
+)
 from gradmedic.trace import Quantity, Row
 
 __all__ = ["SignalProbe"]
 
 _OUT, _IN = Quantity.SIGNAL_OUT.value, Quantity.SIGNAL_IN.value
-#: recorded steps between two measurements of the gradient at an input that needs none
-LEAF_INPUT_EVERY = 10
 
 
-class SignalProbe(Probe):
+class SignalProbe(LeafPace, Probe):
     """``signal_out``, ``signal_in`` and ``gain`` of every hooked module (when ``enabled``)."""
 
     def __init__(self, enabled: bool = True) -> None:
@@ -66,21 +69,13 @@ class SignalProbe(Probe):
         #: modules measured through their functional layers instead (a user module holding
         #: bare parameters, see ``gradmedic.monitor.functional``): no signal rows of their own
         self.skip: set[str] = set()
-        self._recorded = 0
-        self._planned = -1
 
     def bind(self, model: nn.Module, selected: list[tuple[str, nn.Module]], hooks: Hooks) -> None:
         self._hooks = hooks
 
-    #: ask for the gradient at inputs that need none this step (``Hooks.private_inputs``)
-    leaf_inputs = True
-
     def plan(self, step: int, recording: bool) -> bool:
         self.on = recording and self.enabled
-        if self.on and step != self._planned:  # planned again at attach: counted once
-            self._planned = step
-            self.leaf_inputs = self._recorded % LEAF_INPUT_EVERY == 0
-            self._recorded += 1
+        self.pace(step, self.on)
         return self.on
 
     def wants_input(self, name: str) -> bool:
