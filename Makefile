@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 OUT ?= gradmedic-demo
 
-.PHONY: demo test lint format bench clean install dev browser lab
+.PHONY: demo test lint format bench bench-peers clean install dev browser lab
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,12 @@ lab: $(BIN)/.installed
 
 bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/monitor_overhead.py
+
+# issue 16's reference workloads beside their peers, the per-probe profile, diagnose's wall time
+bench-peers: $(BIN)/.installed
+	$(BIN)/python benchmarks/peers.py
+	$(BIN)/python benchmarks/profile_step.py --label now
+	$(BIN)/python benchmarks/diagnose_time.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info
