@@ -69,6 +69,11 @@ def test_no_cure_names_the_best_candidate_and_never_keeps_a_broken_run():
         "diagnosis names no remedy gradmedic can apply to this model (see the changes to make "
         "by hand)"
     )
+    line = verdict_line("no cure", BASE, [BASE], BAND, BASE, False, 100, {}, healthy=True)
+    assert line.startswith("nothing to cure: the diagnosis of the untreated model found no ")
+    assert line.endswith("decades from 1), so no remedy was tried")
+    line = verdict_line("no cure", nan, [nan], None, nan, True, 10, {}, healthy=True)
+    assert line.startswith("no cure within 10 steps: your run at lr 0.01 is non-finite")
     failed = _row("clip", 1.0, math.inf, status="diverged")
     line = verdict_line("no cure", nan, [nan, failed], None, nan, True, 10, {})
     assert line.endswith("no candidate trained to a finite, falling loss at any rate of the grid")

@@ -235,7 +235,10 @@ def treat(
         for c in cands
         if (o := chosen[c.name]) and o.result is not None
     }
-    line = verdict_line(kind, best_row, rows, band, yours, yours_broken, cfg.steps, curves)
+    healthy = getattr(found["diagnosis"], "outcome", None) == "healthy"
+    line = verdict_line(
+        kind, best_row, rows, band, yours, yours_broken, cfg.steps, curves, healthy=healthy
+    )
     elapsed = time.time() - start
     if cut:
         idle = sum(1 for r in rows[1:] if r["status"] == "not run")

@@ -133,10 +133,13 @@ def verdict_line(
     yours_broken: bool,
     steps: int,
     curves: dict[str, list[float]],
+    *,
+    healthy: bool = False,
 ) -> str:
     """The verdict in one line (see the module docstring). ``rows[0]`` is the untreated model
     at its best rate, ``yours`` the untreated run at the user's rate, ``curves`` the losses
-    of each row's chosen run."""
+    of each row's chosen run; ``healthy``: the diagnosis of the untreated run found nothing
+    (then, with no candidate, there is nothing to cure rather than no cure)."""
     base = rows[0]
     if best["name"] == UNTREATED and kind != "no cure":
         return (
@@ -176,6 +179,13 @@ def verdict_line(
     if yours_broken:
         prefix += _your_run(yours) + "; "
     learners = sorted((r for r in rows[1:] if eligible(r)), key=lambda r: r["final_loss"])
+    if len(rows) == 1 and healthy and not yours_broken:
+        return (
+            f"nothing to cure: the diagnosis of the untreated model found no problem "
+            f"(at lr {yours['lr']:.3g}: loss {yours['first_loss']:.4g} -> "
+            f"{yours['final_loss']:.4g}, gradient health {_h(yours)} decades from 1), so no "
+            "remedy was tried"
+        )
     if len(rows) == 1:
         return prefix + (
             "the diagnosis names no remedy gradmedic can apply to this model (see the changes "
