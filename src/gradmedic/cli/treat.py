@@ -91,17 +91,17 @@ def _trial_bar(enabled: bool) -> Iterator[Callable[[int, int, str], None]]:
     bar = Progress(
         TextColumn("[bold]treat"),
         BarColumn(),
-        TextColumn("{task.completed}/{task.total} trials"),
+        TextColumn("{task.completed}/{task.fields[planned]} trials"),
         TimeElapsedColumn(),
         TextColumn("{task.fields[last]}"),
         console=err_console,
         transient=True,
-        disable=not enabled,
+        disable=not (enabled and err_console.is_terminal),  # no stray line in a pipe or log
     )
-    task = bar.add_task("treat", total=None, last="")
+    task = bar.add_task("treat", total=None, last="", planned="?")  # planned: after the 1st
 
     def update(done: int, planned: int, text: str) -> None:
-        bar.update(task, completed=done, total=planned, last=text[:60])
+        bar.update(task, completed=done, total=planned, planned=planned, last=text[:60])
 
     with bar:
         yield update
