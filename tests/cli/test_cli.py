@@ -246,3 +246,16 @@ def test_report_of_a_trace_without_records_is_refused(tmp_path):
     assert "holds no recorded step with gradients, so there is nothing to diagnose" in " ".join(
         res.stderr.split()
     )
+
+
+def test_treat_bad_input_in_a_pipe_is_exactly_one_line(tmp_path):
+    """stderr is not a terminal: no progress bar, so nothing before the error line."""
+    p = subprocess.run(
+        [sys.executable, "-m", "gradmedic", "treat", "--executor", "nosuch"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert (p.returncode, p.stdout) == (2, "")
+    assert p.stderr == "error: unknown executor 'nosuch'. Valid names: auto, process, ray, serial\n"
