@@ -62,3 +62,11 @@ def test_the_verdict_line_comes_first_then_the_table_with_each_rate(treated):
     assert len(tried) == len(treated.rows) == 3
     assert any("clip-grad-norm(max_norm=1.0)" in line for line in tried)
     assert "untreated noise band 2.284-2.344 (3 seeds at lr 1)" in lines
+
+
+def test_the_python_lines_to_paste_are_never_wrapped_in_a_narrow_terminal(treated):
+    con = Console(record=True, width=40)
+    print_treatment(treated, console=con)
+    text = con.export_text()
+    for line in treated.advice.splitlines():
+        assert line in text.splitlines()  # whole, however long

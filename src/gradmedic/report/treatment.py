@@ -106,7 +106,7 @@ def print_treatment(result: TreatmentResult, console: Any = None) -> None:
             con.print(Text(f"{r['name']} could not run: {r['error']}", style="yellow"))
     for note in result.notes:
         con.print(Text(note, style="dim"))
-    con.print(result.advice, markup=False, highlight=False)
+    con.print(result.advice, markup=False, highlight=False, soft_wrap=True)  # code pastes whole
     cfg = result.config
     if cfg.get("elapsed_s") is not None:
         con.print(
