@@ -13,7 +13,7 @@ Which modules are hooked (default, ``modules=None``): :func:`select_modules` giv
 their children, ``nn.MultiheadAttention`` and parametrized layers); :func:`watched_modules`
 every other module with children, the root included, which only the non-finite probe (where
 a NaN is born) and the functional recorder (which of their code is running) see, at the
-cost of two hook calls and one sum per module and recorded step.
+cost of two hook calls and one min/max reduction per module and recorded step.
 
 The Monitor uses tensor hooks only, never ``register_full_backward_hook``: that refuses modules
 followed by in-place ops (``nn.ReLU(inplace=True)``), while a hook registered on a tensor before

@@ -13,8 +13,9 @@ recorded step (``Quantity`` members, all dimensionless unless noted):
   conv or batch-norm layer the units are channels, otherwise the last dimension;
 * ``ACT_MEAN`` / ``ACT_STD`` mean and standard deviation of the output (activation).
 
-Derivative statistics use at most ``STATS_MAX`` entries (the first samples of the batch); dead
-units are judged on the whole batch. A module called several times averages its calls.
+Derivative and output statistics use the leading ``STATS_MAX`` (16,384) entries (whole
+samples); dead units are judged on the whole batch. A module called several times averages
+its calls.
 
 Example::
 
