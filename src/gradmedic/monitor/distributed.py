@@ -27,8 +27,8 @@ the entries an activation's statistics used on r, ``w_r`` the entries of the mod
 * the loss: ``mean_r L_r``; ``output_rms``: ``sqrt(sum_r w_r rms_r^2 / sum_r w_r)``;
 * non-finite events: the first rank (lowest number) whose non-finite checks hold a NaN/Inf
   is chosen on the device and its checks are used, so every rank names the same step and
-  module; events get ``rank``. A sentinel hit of an unrecorded step is the smallest step
-  ``>= 0`` over ranks (``-1`` when none);
+  module; events get ``rank``. A NaN of an unrecorded step is found in the every-step curve,
+  averaged over ranks, so a NaN on any rank is seen at its step;
 * anything else (another probe's values): ``mean_r``. Detach does no collective (it must not
   block after an exception on one rank): the every-step curve of unrecorded steps after the
   last recorded one is read there, so its loss is the rank's own.
@@ -236,19 +236,13 @@ class DistSync:
             out_curve, segs = [segs[0].mean(0)], segs[1:]  # norms made whole by DTensor
         if not probe.enabled:
             return out_curve
-        first = segs[0] if probe._read_first_bad else None
         rms = segs[-1] if probe._out_ms else None
-        checks = segs[(first is not None) : len(segs) - (rms is not None)]
+        checks = segs[: len(segs) - (rms is not None)]
         bad = torch.zeros(self.world, dtype=torch.bool, device=w.device)
         for s in checks:
             bad |= ~torch.isfinite(s).all(1)
-        if first is not None:
-            bad |= first[:, 0] >= 0
         self._bad = torch.where(bad.any(), bad.int().argmax(), 0)
         out = [s[self._bad] for s in segs]
-        if first is not None:
-            big = torch.where(first[:, 0] >= 0, first[:, 0], torch.inf)
-            out[0] = torch.where(torch.isfinite(big.min()), big.min(), -1.0).reshape(1)
         if rms is not None:
             out[-1] = ((w * rms[:, 0].square()).sum() / w.sum()).sqrt().reshape(1)
         return out_curve + out

@@ -69,8 +69,6 @@ class Sentinel:
     _event: Callable[..., None]
 
     def init_sentinel(self) -> None:
-        #: kept for the distributed reduction's layout: the sentinel has no separate hit read
-        self._read_first_bad = False
         self._reported = False  # an event was reported; the sentinel rests until a finite record
         #: per iteration a float vector [grad norm, loss, scale] (NaN where absent), in chunks
         self._curve: list[torch.Tensor] = []
@@ -118,10 +116,11 @@ class Sentinel:
         )
         if len(self._curve) >= _CURVE_CHUNK:  # bounded number of tensors (never-recording runs)
             self._curve = [torch.cat([c.reshape(-1) for c in self._curve])]
-        checked = [p.double() for p in (gnorm, loss) if p is not None]
-        if self.halt and check and bool(torch.isnan(torch.stack(checked).sum())):
-            self.flush()
-            halt(step, None)
+        if self.halt and check:  # halting reads its check at once (a host sync)
+            checked = torch.stack([p.double() for p in (gnorm, loss) if p is not None])
+            if bool(torch.isnan(checked.sum())):
+                self.flush()
+                halt(step, None)
 
     def curve_read(self) -> list[torch.Tensor]:
         """The buffered curve as one flat device tensor, for the recorded step's transfer."""
